@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/webhook"
+)
+
+type serveOptions struct {
+	port        int
+	certDir     string
+	kubeconfig  string
+	probeAddr   string
+	metricsAddr string
+	drainDelay  time.Duration
+}
+
+func newServeCommand(o *options) *cobra.Command {
+	s := &serveOptions{}
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhook server",
+		Long: `serve runs the HTTPS admission webhooks for StatefulSets (mutate, validate, and the
+cluster-wide enforcement for unlabeled Valkey clusters), with health and readiness
+endpoints and Prometheus metrics.
+
+It reports ready only once the webhook serves TLS. On SIGTERM it stops being ready
+at once, keeps serving for --shutdown-drain-delay so that the API server and the
+Service stop sending it requests, then exits 0. The serving certificate in
+--cert-dir is reloaded when its files change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			p, err := o.policy()
+			if err != nil {
+				return err
+			}
+			cfg, err := restConfig(s.kubeconfig)
+			if err != nil {
+				return badInput(err)
+			}
+			return serve(cmd.Context(), cfg, s, p)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&s.port, "port", 9443, "HTTPS port of the webhook server")
+	f.StringVar(&s.certDir, "cert-dir", "/etc/valkey-webhook/tls", "directory holding the serving certificate, tls.crt and tls.key")
+	f.StringVar(&s.kubeconfig, "kubeconfig", "", "kubeconfig file, for running outside a cluster (default: in-cluster config, then $KUBECONFIG)")
+	f.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	f.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics; "0" turns metrics off`)
+	f.DurationVar(&s.drainDelay, "shutdown-drain-delay", 10*time.Second, "how long to keep serving after SIGTERM, not ready, before exiting")
+	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
+	zapOpts.BindFlags(logFlags)
+	f.AddGoFlagSet(logFlags)
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to talk to: %w; pass --kubeconfig when running outside a cluster", err)
+	}
+	return cfg, nil
+}
+
+func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.Policy) error {
+	log := ctrl.Log.WithName("serve")
+	scheme := newScheme()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: s.metricsAddr},
+		HealthProbeBindAddress: s.probeAddr,
+		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Port: s.port, CertDir: s.certDir}),
+	})
+	if err != nil {
+		return fmt.Errorf("setting up the manager: %w", err)
+	}
+	for path, hook := range webhook.Handlers(scheme, p) {
+		mgr.GetWebhookServer().Register(path, hook)
+	}
+
+	var draining atomic.Bool
+	started := mgr.GetWebhookServer().StartedChecker()
+	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
+		return started(req)
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	go func() {
+		select {
+		case sig := <-signals:
+			draining.Store(true)
+			log.Info("not ready any more; serving until the drain delay is over", "signal", sig.String(), "drainDelay", s.drainDelay)
+			select {
+			case <-time.After(s.drainDelay):
+			case <-signals:
+				log.Info("second signal: stopping now")
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	log.Info("starting", "port", s.port, "certDir", s.certDir)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running the webhook server: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,194 @@
+package defaults
+
+import (
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// PodIPEnv carries the pod IP into valkey-server's --cluster-announce-ip.
+const PodIPEnv = "POD_IP"
+
+func hardenValkeyContainer(c *corev1.Container, p *config.Policy) {
+	if len(c.Command) == 0 && len(c.Args) == 0 {
+		c.Command = []string{"valkey-server"}
+		c.Args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
+	}
+	if !hasEnv(c, PodIPEnv) {
+		c.Env = append(c.Env, corev1.EnvVar{
+			Name: PodIPEnv,
+			ValueFrom: &corev1.EnvVarSource{
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"},
+			},
+		})
+	}
+	addPort(c, ClientPortName, p.Valkey.Port)
+	addPort(c, BusPortName, p.Valkey.Port+BusPortOffset)
+
+	if c.LivenessProbe == nil {
+		// LOADING and MASTERDOWN are alive: restarting a node that loads a large
+		// dataset only starts the load again.
+		c.LivenessProbe = execProbe(p, "^(PONG|LOADING|MASTERDOWN)", 10, 6)
+	}
+	if c.ReadinessProbe == nil {
+		c.ReadinessProbe = execProbe(p, "^PONG$", 5, 3)
+	}
+	if c.StartupProbe == nil && p.StartupProbe.Enabled {
+		c.StartupProbe = execProbe(p, "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
+	}
+
+	addMount(c, corev1.VolumeMount{Name: DataVolume, MountPath: DataDir})
+	addMount(c, corev1.VolumeMount{Name: ConfigVolume, MountPath: ConfigFile, SubPath: ConfigKey, ReadOnly: true})
+	addMount(c, corev1.VolumeMount{Name: TmpVolume, MountPath: TmpDir})
+	if p.TLSEnabled() {
+		addMount(c, corev1.VolumeMount{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true})
+	}
+	if p.Auth.Enabled {
+		addMount(c, corev1.VolumeMount{Name: AuthVolume, MountPath: AuthDir, ReadOnly: true})
+	}
+}
+
+// execProbe asks the local server for PING with valkey-cli and matches the reply
+// against pattern. TLS and auth aware: the password is read from the mounted Secret
+// file into valkey-cli's environment, never put on a command line.
+func execProbe(p *config.Policy, pattern string, period, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{
+			Exec: &corev1.ExecAction{Command: []string{"sh", "-c", cliCommand(p) + " ping | grep -qE '" + pattern + "'"}},
+		},
+		TimeoutSeconds:   5,
+		PeriodSeconds:    period,
+		SuccessThreshold: 1,
+		FailureThreshold: failures,
+	}
+}
+
+// cliCommand is the valkey-cli invocation that reaches the local server.
+func cliCommand(p *config.Policy) string {
+	var b strings.Builder
+	if p.Auth.Enabled {
+		fmt.Fprintf(&b, `REDISCLI_AUTH="$(cat %s/%s)" `, AuthDir, PasswordKey)
+	}
+	fmt.Fprintf(&b, "valkey-cli -h 127.0.0.1 -p %d", p.Valkey.Port)
+	if p.TLSEnabled() {
+		fmt.Fprintf(&b, " --tls --cacert %s/ca.crt", TLSDir)
+		if p.TLS.AuthClients {
+			fmt.Fprintf(&b, " --cert %s/tls.crt --key %s/tls.key", TLSDir, TLSDir)
+		}
+	}
+	return b.String()
+}
+
+// metricsContainer is the exporter sidecar. It reaches Valkey over the pod's
+// loopback interface, which never leaves the pod, so it does not verify the server
+// certificate's host name: any serving certificate works.
+func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Container {
+	scheme := "redis"
+	if p.TLSEnabled() {
+		scheme = "rediss"
+	}
+	c := corev1.Container{
+		Name:  MetricsContainer,
+		Image: p.Metrics.Image,
+		Env: []corev1.EnvVar{
+			{Name: "REDIS_ADDR", Value: fmt.Sprintf("%s://127.0.0.1:%d", scheme, p.Valkey.Port)},
+			{Name: "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", Value: fmt.Sprintf(":%d", p.Metrics.Port)},
+		},
+		Ports: []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: int32(p.Metrics.Port), Protocol: corev1.ProtocolTCP}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+	}
+	if p.Auth.Enabled {
+		c.Env = append(c.Env, corev1.EnvVar{
+			Name: "REDIS_PASSWORD",
+			ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: AuthSecretName(sts, p)},
+				Key:                  PasswordKey,
+			}},
+		})
+	}
+	if p.TLSEnabled() {
+		c.Env = append(c.Env,
+			corev1.EnvVar{Name: "REDIS_EXPORTER_TLS_CA_CERT_FILE", Value: TLSDir + "/ca.crt"},
+			corev1.EnvVar{Name: "REDIS_EXPORTER_SKIP_TLS_VERIFICATION", Value: "true"},
+		)
+		if p.TLS.AuthClients {
+			c.Env = append(c.Env,
+				corev1.EnvVar{Name: "REDIS_EXPORTER_TLS_CLIENT_CERT_FILE", Value: TLSDir + "/tls.crt"},
+				corev1.EnvVar{Name: "REDIS_EXPORTER_TLS_CLIENT_KEY_FILE", Value: TLSDir + "/tls.key"},
+			)
+		}
+		c.VolumeMounts = []corev1.VolumeMount{{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true}}
+	}
+	return c
+}
+
+// addVolumes adds the pod volumes the mounts refer to, unless the user has volumes
+// of those names.
+func addVolumes(sts *appsv1.StatefulSet, p *config.Policy) {
+	spec := &sts.Spec.Template.Spec
+	add := func(v corev1.Volume) {
+		if !hasVolume(spec, v.Name) {
+			spec.Volumes = append(spec.Volumes, v)
+		}
+	}
+	add(corev1.Volume{Name: ConfigVolume, VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName(sts)},
+			DefaultMode:          ptr.To(int32(0o444)),
+		},
+	}})
+	add(corev1.Volume{Name: TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	if p.TLSEnabled() {
+		add(corev1.Volume{Name: TLSVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(sts, p), DefaultMode: ptr.To(int32(0o440))},
+		}})
+	}
+	if p.Auth.Enabled {
+		add(corev1.Volume{Name: AuthVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: AuthSecretName(sts, p), DefaultMode: ptr.To(int32(0o440))},
+		}})
+	}
+}
+
+func hasEnv(c *corev1.Container, name string) bool {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// addPort adds a TCP container port unless the container already exposes that
+// number or that name.
+func addPort(c *corev1.Container, name string, port int) {
+	for _, cp := range c.Ports {
+		if cp.ContainerPort == int32(port) || cp.Name == name {
+			return
+		}
+	}
+	c.Ports = append(c.Ports, corev1.ContainerPort{Name: name, ContainerPort: int32(port), Protocol: corev1.ProtocolTCP})
+}
+
+// addMount adds a volume mount unless something is already mounted at that path or
+// that volume is already mounted.
+func addMount(c *corev1.Container, m corev1.VolumeMount) {
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == m.MountPath || vm.Name == m.Name {
+			return
+		}
+	}
+	c.VolumeMounts = append(c.VolumeMounts, m)
+}

@@ -1,0 +1,220 @@
+package defaults
+
+import (
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// Harden injects everything a Valkey cluster StatefulSet needs, in place. p is the
+// effective policy of this object (config.Effective). old is the stored object on
+// UPDATE and nil on CREATE.
+//
+// User-set values win; Harden only fills what is missing. It is idempotent:
+// Harden(Harden(x)) == Harden(x). On UPDATE it never touches a field the API forbids
+// changing (selector, serviceName, volumeClaimTemplates, podManagementPolicy), and
+// it leaves the pod template alone when neither the template nor the object's
+// valkey-webhook.io/ annotations changed, so that no update rolls the pods without a
+// real change.
+func Harden(sts, old *appsv1.StatefulSet, p *config.Policy) {
+	if old == nil {
+		hardenCreateOnly(sts, p)
+	} else if templateSettled(old, sts) {
+		return
+	}
+	hardenPodTemplate(sts, p)
+}
+
+// templateSettled reports whether an UPDATE leaves the pod template as it was: the
+// old object was already hardened, and neither the template nor the overrides changed.
+func templateSettled(old, sts *appsv1.StatefulSet) bool {
+	return IsLabeled(old) &&
+		maps.Equal(config.Overrides(old.Annotations), config.Overrides(sts.Annotations)) &&
+		equality.Semantic.DeepEqual(old.Spec.Template, sts.Spec.Template)
+}
+
+// hardenCreateOnly sets the fields that are immutable after CREATE.
+func hardenCreateOnly(sts *appsv1.StatefulSet, p *config.Policy) {
+	// OrderedReady is also the API server's default, applied before admission, so it
+	// cannot be told apart from a user's choice. A cluster needs all its pods up
+	// together to form and to heal after a full restart.
+	if sts.Spec.PodManagementPolicy == "" || sts.Spec.PodManagementPolicy == appsv1.OrderedReadyPodManagement {
+		sts.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	}
+	if sts.Spec.ServiceName == "" {
+		sts.Spec.ServiceName = HeadlessServiceName(sts)
+	}
+	if !hasClaimTemplate(sts, DataVolume) && !hasVolume(&sts.Spec.Template.Spec, DataVolume) {
+		sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, dataClaimTemplate(p))
+	}
+}
+
+func dataClaimTemplate(p *config.Policy) corev1.PersistentVolumeClaim {
+	pvc := corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: DataVolume},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(p.Persistence.Size)},
+			},
+		},
+	}
+	if p.Persistence.StorageClassName != "" {
+		pvc.Spec.StorageClassName = ptr.To(p.Persistence.StorageClassName)
+	}
+	return pvc
+}
+
+func hardenPodTemplate(sts *appsv1.StatefulSet, p *config.Policy) {
+	tpl := &sts.Spec.Template
+	spec := &tpl.Spec
+	selector := podSelector(sts)
+
+	if spec.AutomountServiceAccountToken == nil {
+		spec.AutomountServiceAccountToken = ptr.To(false)
+	}
+	hardenPodSecurityContext(spec, p)
+	if p.TopologySpreadConstraints.Enabled {
+		addTopologySpread(spec, p, selector)
+	}
+	addHostAntiAffinity(spec, selector)
+
+	valkey := findContainer(spec.Containers, ValkeyContainer)
+	if valkey == nil {
+		spec.Containers = append([]corev1.Container{{Name: ValkeyContainer, Image: p.Image.Valkey}}, spec.Containers...)
+		valkey = &spec.Containers[0]
+	}
+	hardenValkeyContainer(valkey, p)
+	if p.Metrics.Enabled && findContainer(spec.Containers, MetricsContainer) == nil {
+		spec.Containers = append(spec.Containers, metricsContainer(sts, p))
+	}
+	for i := range spec.InitContainers {
+		hardenContainerSecurityContext(&spec.InitContainers[i])
+	}
+	for i := range spec.Containers {
+		hardenContainerSecurityContext(&spec.Containers[i])
+	}
+	addVolumes(sts, p)
+
+	if tpl.Annotations == nil {
+		tpl.Annotations = map[string]string{}
+	}
+	tpl.Annotations[ChecksumAnnotation] = Checksum(ValkeyConf(sts, p))
+}
+
+// podSelector is the label selector that matches this StatefulSet's pods, for
+// spreading and anti-affinity.
+func podSelector(sts *appsv1.StatefulSet) *metav1.LabelSelector {
+	if sts.Spec.Selector != nil && len(sts.Spec.Selector.MatchLabels) > 0 {
+		return &metav1.LabelSelector{MatchLabels: maps.Clone(sts.Spec.Selector.MatchLabels)}
+	}
+	return &metav1.LabelSelector{MatchLabels: maps.Clone(sts.Spec.Template.Labels)}
+}
+
+func hardenPodSecurityContext(spec *corev1.PodSpec, p *config.Policy) {
+	if spec.SecurityContext == nil {
+		spec.SecurityContext = &corev1.PodSecurityContext{}
+	}
+	sc := spec.SecurityContext
+	if sc.RunAsNonRoot == nil {
+		sc.RunAsNonRoot = ptr.To(true)
+	}
+	if sc.RunAsUser == nil {
+		sc.RunAsUser = ptr.To(int64(p.Security.RunAsUser))
+	}
+	if sc.RunAsGroup == nil {
+		sc.RunAsGroup = ptr.To(int64(p.Security.FSGroup))
+	}
+	if sc.FSGroup == nil {
+		sc.FSGroup = ptr.To(int64(p.Security.FSGroup))
+	}
+	if sc.FSGroupChangePolicy == nil {
+		// A large data volume is not re-chowned at every start.
+		sc.FSGroupChangePolicy = ptr.To(corev1.FSGroupChangeOnRootMismatch)
+	}
+	if sc.SeccompProfile == nil {
+		sc.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	}
+}
+
+func hardenContainerSecurityContext(c *corev1.Container) {
+	if c.SecurityContext == nil {
+		c.SecurityContext = &corev1.SecurityContext{}
+	}
+	sc := c.SecurityContext
+	if sc.AllowPrivilegeEscalation == nil {
+		sc.AllowPrivilegeEscalation = ptr.To(false)
+	}
+	if sc.Capabilities == nil {
+		sc.Capabilities = &corev1.Capabilities{}
+	}
+	if len(sc.Capabilities.Drop) == 0 {
+		sc.Capabilities.Drop = []corev1.Capability{"ALL"}
+	}
+	if sc.ReadOnlyRootFilesystem == nil {
+		sc.ReadOnlyRootFilesystem = ptr.To(true)
+	}
+	if sc.RunAsNonRoot == nil {
+		sc.RunAsNonRoot = ptr.To(true)
+	}
+}
+
+func addTopologySpread(spec *corev1.PodSpec, p *config.Policy, selector *metav1.LabelSelector) {
+	key := p.TopologySpreadConstraints.TopologyKey
+	for _, c := range spec.TopologySpreadConstraints {
+		if c.TopologyKey == key {
+			return
+		}
+	}
+	spec.TopologySpreadConstraints = append(spec.TopologySpreadConstraints, corev1.TopologySpreadConstraint{
+		MaxSkew:           int32(p.TopologySpreadConstraints.MaxSkew),
+		TopologyKey:       key,
+		WhenUnsatisfiable: corev1.UnsatisfiableConstraintAction(p.TopologySpreadConstraints.WhenUnsatisfiable),
+		LabelSelector:     selector,
+	})
+}
+
+// addHostAntiAffinity prefers one pod per node, unless the user set pod
+// anti-affinity of their own.
+func addHostAntiAffinity(spec *corev1.PodSpec, selector *metav1.LabelSelector) {
+	if spec.Affinity == nil {
+		spec.Affinity = &corev1.Affinity{}
+	}
+	if spec.Affinity.PodAntiAffinity != nil {
+		return
+	}
+	spec.Affinity.PodAntiAffinity = &corev1.PodAntiAffinity{
+		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+			Weight: 100,
+			PodAffinityTerm: corev1.PodAffinityTerm{
+				TopologyKey:   corev1.LabelHostname,
+				LabelSelector: selector.DeepCopy(),
+			},
+		}},
+	}
+}
+
+func hasClaimTemplate(sts *appsv1.StatefulSet, name string) bool {
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func hasVolume(spec *corev1.PodSpec, name string) bool {
+	for _, v := range spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}

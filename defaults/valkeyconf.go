@@ -1,0 +1,130 @@
+package defaults
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// ValkeyConf renders the valkey.conf a hardened StatefulSet runs with. It depends
+// only on the effective policy and the valkey container's memory limit, so the
+// companion ConfigMap and the checksum in the pod template always agree.
+func ValkeyConf(sts *appsv1.StatefulSet, p *config.Policy) string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	yesNo := func(v bool) string {
+		if v {
+			return "yes"
+		}
+		return "no"
+	}
+
+	line("# Rendered by valkey-webhook from its policy and the StatefulSet's")
+	line("# valkey-webhook.io/ annotations. Change those, not this file.")
+	line("bind * -::*")
+	line("protected-mode no")
+	if p.TLSEnabled() {
+		line("port 0")
+		line("tls-port %d", p.Valkey.Port)
+		line("tls-cluster yes")
+		line("tls-replication yes")
+		line("tls-cert-file %s/tls.crt", TLSDir)
+		line("tls-key-file %s/tls.key", TLSDir)
+		line("tls-ca-cert-file %s/ca.crt", TLSDir)
+		line("tls-auth-clients %s", yesNo(p.TLS.AuthClients))
+	} else {
+		line("port %d", p.Valkey.Port)
+	}
+	line("daemonize no")
+	line(`logfile ""`)
+	line("dir %s", DataDir)
+
+	line("cluster-enabled yes")
+	line("cluster-config-file %s/nodes.conf", DataDir)
+	line("cluster-node-timeout %d", p.Cluster.NodeTimeout)
+	line("cluster-require-full-coverage %s", yesNo(p.Cluster.RequireFullCoverage))
+	line("cluster-allow-reads-when-down %s", yesNo(p.Cluster.AllowReadsWhenDown))
+	line("cluster-replica-validity-factor %d", p.Cluster.ReplicaValidityFactor)
+
+	line("appendonly %s", yesNo(p.Valkey.AppendOnly))
+	line("appendfsync %s", p.Valkey.AppendFsync)
+	if save := strings.Join(strings.Fields(p.Valkey.Save), " "); save != "" {
+		line("save %s", save)
+	} else {
+		line(`save ""`)
+	}
+
+	if maxmemory, ok := Maxmemory(sts, p); ok {
+		line("maxmemory %d", maxmemory)
+	}
+	line("maxmemory-policy %s", p.Valkey.MaxmemoryPolicy)
+
+	if p.Auth.Enabled {
+		line("include %s/%s", AuthDir, AuthConfigKey)
+	}
+	return b.String()
+}
+
+// Checksum is the value of the config-checksum pod-template annotation for a
+// rendered valkey.conf.
+func Checksum(conf string) string {
+	sum := sha256.Sum256([]byte(conf))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Maxmemory is the maxmemory in bytes: valkey.maxmemory when set, otherwise
+// valkey.maxmemoryPercent of the valkey container's memory limit. ok is false when
+// neither is known, and Valkey runs without a maxmemory.
+func Maxmemory(sts *appsv1.StatefulSet, p *config.Policy) (bytes int64, ok bool) {
+	if p.Valkey.Maxmemory != "" {
+		q, err := resource.ParseQuantity(p.Valkey.Maxmemory)
+		if err != nil {
+			return 0, false
+		}
+		return q.Value(), true
+	}
+	limit, ok := MemoryLimit(sts)
+	if !ok {
+		return 0, false
+	}
+	return limit * int64(p.Valkey.MaxmemoryPercent) / 100, true
+}
+
+// MemoryLimit returns the valkey container's memory limit in bytes.
+func MemoryLimit(sts *appsv1.StatefulSet) (int64, bool) {
+	i := ValkeyContainerIndex(&sts.Spec.Template.Spec)
+	if i < 0 {
+		return 0, false
+	}
+	q, ok := sts.Spec.Template.Spec.Containers[i].Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		return 0, false
+	}
+	return q.Value(), true
+}
+
+// ValkeyContainerIndex returns the index of the container named valkey, or -1.
+func ValkeyContainerIndex(spec *corev1.PodSpec) int {
+	for i := range spec.Containers {
+		if spec.Containers[i].Name == ValkeyContainer {
+			return i
+		}
+	}
+	return -1
+}
+
+func findContainer(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package webhook holds the admission webhooks for StatefulSets (mutating,
+// validating, and cluster-wide enforcement for unlabeled Valkey clusters), their
+// registration, and the validation rules as pure functions.
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// Paths the webhooks are served on.
+const (
+	MutatePath   = "/mutate-statefulset"
+	ValidatePath = "/validate-statefulset"
+	EnforcePath  = "/enforce-statefulset"
+)
+
+// Mutator is the mutating webhook: it hardens labeled StatefulSets.
+type Mutator struct {
+	Policy  config.Policy
+	Decoder admission.Decoder
+}
+
+var _ admission.Defaulter[*appsv1.StatefulSet] = &Mutator{}
+
+// Default hardens a labeled StatefulSet; on UPDATE it reads the stored object from
+// the request, so that immutable fields and a settled pod template stay untouched.
+func (m *Mutator) Default(ctx context.Context, sts *appsv1.StatefulSet) error {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return apierrors.NewInternalError(err)
+	}
+	var old *appsv1.StatefulSet
+	if req.Operation == admissionv1.Update {
+		old = &appsv1.StatefulSet{}
+		if err := m.Decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return apierrors.NewBadRequest(fmt.Sprintf("decoding oldObject: %v", err))
+		}
+	}
+	return Mutate(sts, old, m.Policy)
+}
+
+// Validator is the validating webhook for labeled StatefulSets.
+type Validator struct {
+	Policy config.Policy
+}
+
+var _ admission.Validator[*appsv1.StatefulSet] = &Validator{}
+
+// ValidateCreate denies an unsafe labeled StatefulSet.
+func (v *Validator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := Validate(sts, nil, v.Policy)
+	return warnings, invalid(sts.Name, errs)
+}
+
+// ValidateUpdate denies an update that leaves a labeled StatefulSet unsafe.
+func (v *Validator) ValidateUpdate(_ context.Context, old, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := Validate(sts, old, v.Policy)
+	return warnings, invalid(sts.Name, errs)
+}
+
+// ValidateDelete allows every delete.
+func (v *Validator) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// Enforcer is the cluster-wide validating webhook for unlabeled StatefulSets.
+type Enforcer struct {
+	Policy config.Policy
+}
+
+var _ admission.Validator[*appsv1.StatefulSet] = &Enforcer{}
+
+// ValidateCreate denies or warns about an unlabeled Valkey cluster.
+func (e *Enforcer) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := Enforce(sts, e.Policy)
+	return warnings, invalid(sts.Name, errs)
+}
+
+// ValidateUpdate denies or warns about an unlabeled Valkey cluster.
+func (e *Enforcer) ValidateUpdate(_ context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := Enforce(sts, e.Policy)
+	return warnings, invalid(sts.Name, errs)
+}
+
+// ValidateDelete allows every delete.
+func (e *Enforcer) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// Handlers returns the three admission webhooks by path.
+func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Webhook {
+	decoder := admission.NewDecoder(scheme)
+	return map[string]*admission.Webhook{
+		MutatePath:   guarded(mutating(scheme, decoder, p)),
+		ValidatePath: guarded(admission.WithValidator(scheme, &Validator{Policy: p})),
+		EnforcePath:  guarded(admission.WithValidator(scheme, &Enforcer{Policy: p})),
+	}
+}
+
+// mutating is the mutating webhook, its patch limited to the intended changes.
+func mutating(scheme *runtime.Scheme, decoder admission.Decoder, p config.Policy) *admission.Webhook {
+	wh := admission.WithDefaulter(scheme, &Mutator{Policy: p, Decoder: decoder})
+	wh.Handler = onlyIntendedChanges(decoder, wh.Handler)
+	return wh
+}
+
+// guarded puts statefulSetsOnly in front of a webhook's handler.
+func guarded(wh *admission.Webhook) *admission.Webhook {
+	wh.Handler = statefulSetsOnly(wh.Handler)
+	return wh
+}
+
+// statefulSetsOnly lets through, unchanged, every request that is not a CREATE or
+// UPDATE of an apps/v1 StatefulSet (other kinds, subresources such as scale,
+// DELETE, CONNECT), and answers a malformed request with a 400 that says what is
+// missing. Only well-formed StatefulSet requests reach h.
+func statefulSetsOnly(h admission.Handler) admission.Handler {
+	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
+		switch {
+		case req.UID == "":
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview has no request, or its request has no uid"))
+		case req.Kind.Group != appsv1.GroupName || req.Kind.Version != "v1" || req.Kind.Kind != "StatefulSet" || req.SubResource != "":
+			return admission.Allowed(fmt.Sprintf("valkey-webhook acts on apps/v1 StatefulSets only; %s %s/%s passes unchanged", req.Kind.Kind, req.Resource.Resource, req.SubResource))
+		case req.Operation != admissionv1.Create && req.Operation != admissionv1.Update:
+			return admission.Allowed(fmt.Sprintf("valkey-webhook does not act on %s", req.Operation))
+		case len(req.Object.Raw) == 0:
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the %s request has no object", req.Operation))
+		case req.Operation == admissionv1.Update && len(req.OldObject.Raw) == 0:
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the UPDATE request has no oldObject"))
+		}
+		return h.Handle(ctx, req)
+	})
+}

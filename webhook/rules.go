@@ -1,0 +1,213 @@
+package webhook
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// The rules below are pure: an object and its effective policy in, field errors out.
+// Each detail says the rule and the fix; the field path and the value are added by
+// field.Error.
+
+// validateReplicas denies fewer pods than masters x (1 + replicas per master).
+func validateReplicas(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) field.ErrorList {
+	replicas := replicasOf(sts)
+	need := p.Cluster.MinMasters * p.ShardSize()
+	if int(replicas) >= need {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(path.Child("replicas"), replicas, fmt.Sprintf(
+		"must be at least %d: %d masters x (1 + %d replicas per master); raise spec.replicas, or lower valkey-webhook.io/cluster.replicasPerMaster",
+		need, p.Cluster.MinMasters, p.Cluster.ReplicasPerMaster))}
+}
+
+// validateDataVolume denies a data directory that does not survive a pod restart.
+func validateDataVolume(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) field.ErrorList {
+	if p.Persistence.AllowEphemeral {
+		return nil
+	}
+	name := defaults.DataVolume
+	if i := defaults.ValkeyContainerIndex(&sts.Spec.Template.Spec); i >= 0 {
+		for _, m := range sts.Spec.Template.Spec.Containers[i].VolumeMounts {
+			if m.MountPath == defaults.DataDir {
+				name = m.Name
+			}
+		}
+	}
+	for _, t := range sts.Spec.VolumeClaimTemplates {
+		if t.Name == name {
+			return nil
+		}
+	}
+	const fix = "Valkey's data and nodes.conf must survive a pod restart; use a volumeClaimTemplate named %q (the webhook adds one on CREATE when none is given), or set the annotation valkey-webhook.io/persistence.allowEphemeral: \"true\" for a cache that may lose its data"
+	for i, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Name == name && v.PersistentVolumeClaim == nil {
+			return field.ErrorList{field.Forbidden(path.Child("template", "spec", "volumes").Index(i), fmt.Sprintf(
+				"volume %q holds %s and does not survive a pod restart: "+fix, name, defaults.DataDir, name))}
+		}
+	}
+	if hasPodVolume(sts, name) {
+		return nil
+	}
+	return field.ErrorList{field.Required(path.Child("volumeClaimTemplates"), fmt.Sprintf(fix, name))}
+}
+
+// validatePodSecurity denies privileged or root containers, added capabilities,
+// privilege escalation and host namespaces.
+func validatePodSecurity(sts *appsv1.StatefulSet, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	spec := &sts.Spec.Template.Spec
+	specPath := path.Child("template", "spec")
+	hostNS := []struct {
+		name string
+		on   bool
+	}{{"hostNetwork", spec.HostNetwork}, {"hostPID", spec.HostPID}, {"hostIPC", spec.HostIPC}}
+	for _, h := range hostNS {
+		if h.on {
+			errs = append(errs, field.Forbidden(specPath.Child(h.name), "Valkey pods must not share the node's namespaces; remove "+h.name))
+		}
+	}
+	if sc := spec.SecurityContext; sc != nil {
+		scPath := specPath.Child("securityContext")
+		if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+			errs = append(errs, field.Invalid(scPath.Child("runAsUser"), 0, "must not be 0 (root); remove it to get the non-root default"))
+		}
+		if sc.RunAsNonRoot != nil && !*sc.RunAsNonRoot {
+			errs = append(errs, field.Invalid(scPath.Child("runAsNonRoot"), false, "must be true; remove it to get the default"))
+		}
+	}
+	check := func(cs []corev1.Container, csPath *field.Path) {
+		for i := range cs {
+			sc := cs[i].SecurityContext
+			if sc == nil {
+				continue
+			}
+			scPath := csPath.Index(i).Child("securityContext")
+			if sc.Privileged != nil && *sc.Privileged {
+				errs = append(errs, field.Forbidden(scPath.Child("privileged"), "Valkey containers must not be privileged; remove privileged"))
+			}
+			if sc.AllowPrivilegeEscalation != nil && *sc.AllowPrivilegeEscalation {
+				errs = append(errs, field.Forbidden(scPath.Child("allowPrivilegeEscalation"), "must be false; remove it to get the default"))
+			}
+			if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+				errs = append(errs, field.Invalid(scPath.Child("runAsUser"), 0, "must not be 0 (root); remove it to get the non-root default"))
+			}
+			if sc.RunAsNonRoot != nil && !*sc.RunAsNonRoot {
+				errs = append(errs, field.Invalid(scPath.Child("runAsNonRoot"), false, "must be true; remove it to get the default"))
+			}
+			if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+				errs = append(errs, field.Forbidden(scPath.Child("capabilities", "add"), "Valkey needs no Linux capabilities; remove capabilities.add"))
+			}
+		}
+	}
+	check(spec.InitContainers, specPath.Child("initContainers"))
+	check(spec.Containers, specPath.Child("containers"))
+	return errs
+}
+
+// validateMaxmemory denies a maxmemory at or above the valkey container's memory
+// limit: the kernel would kill Valkey before it ever evicts or refuses a write.
+func validateMaxmemory(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) field.ErrorList {
+	if p.Valkey.Maxmemory == "" {
+		return nil // derived from the limit, always below it
+	}
+	limit, ok := defaults.MemoryLimit(sts)
+	maxmemory, known := defaults.Maxmemory(sts, p)
+	if !ok || !known || maxmemory < limit {
+		return nil
+	}
+	i := defaults.ValkeyContainerIndex(&sts.Spec.Template.Spec)
+	detail := fmt.Sprintf("maxmemory %s (%d bytes) must be below the valkey container's memory limit (%d bytes), with room for replication buffers and forks; lower valkey-webhook.io/valkey.maxmemory or raise the limit",
+		p.Valkey.Maxmemory, maxmemory, limit)
+	if name := config.AnnotationPrefix + "valkey.maxmemory"; sts.Annotations[name] != "" {
+		return field.ErrorList{field.Invalid(field.NewPath("metadata", "annotations").Key(name), p.Valkey.Maxmemory, detail)}
+	}
+	limitPath := path.Child("template", "spec", "containers").Index(i).Child("resources", "limits").Key(string(corev1.ResourceMemory))
+	return field.ErrorList{field.Invalid(limitPath, limit, detail)}
+}
+
+// passwordEnvName matches environment variable names that carry a password.
+var passwordEnvName = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|REQUIREPASS|MASTERAUTH|(^|_)AUTH$)`)
+
+// validateNoLiteralPassword denies a password written into the pod template: an
+// env literal or a command-line argument can be read by anyone who can read the
+// StatefulSet, and shows up in process lists and logs.
+func validateNoLiteralPassword(sts *appsv1.StatefulSet, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	spec := &sts.Spec.Template.Spec
+	check := func(cs []corev1.Container, csPath *field.Path) {
+		for i := range cs {
+			c := &cs[i]
+			for j, e := range c.Env {
+				if e.Value != "" && passwordEnvName.MatchString(e.Name) {
+					errs = append(errs, field.Forbidden(csPath.Index(i).Child("env").Index(j).Child("value"),
+						fmt.Sprintf("%s looks like a password and must not be a literal value; use valueFrom.secretKeyRef, or let the webhook mount the auth Secret", e.Name)))
+				}
+			}
+			for _, list := range []struct {
+				name string
+				args []string
+			}{{"command", c.Command}, {"args", c.Args}} {
+				for j, a := range list.args {
+					if flag := passwordFlag(a); flag != "" {
+						errs = append(errs, field.Forbidden(csPath.Index(i).Child(list.name).Index(j),
+							fmt.Sprintf("%s puts a password on the command line; remove it: with auth on, the webhook mounts the password from the auth Secret", flag)))
+					}
+				}
+			}
+		}
+	}
+	check(spec.InitContainers, path.Child("template", "spec", "initContainers"))
+	check(spec.Containers, path.Child("template", "spec", "containers"))
+	return errs
+}
+
+func passwordFlag(arg string) string {
+	for _, flag := range []string{"--requirepass", "--masterauth"} {
+		if arg == flag || strings.HasPrefix(arg, flag+" ") || strings.HasPrefix(arg, flag+"=") || strings.Contains(arg, " "+flag+" ") {
+			return flag
+		}
+	}
+	return ""
+}
+
+// validateRollingUpdate denies a rolling update that may take down more than one
+// pod at a time: with one replica per master, two pods down can be a whole shard.
+func validateRollingUpdate(sts *appsv1.StatefulSet, path *field.Path) field.ErrorList {
+	ru := sts.Spec.UpdateStrategy.RollingUpdate
+	if ru == nil || ru.MaxUnavailable == nil {
+		return nil
+	}
+	n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, int(replicasOf(sts)), true)
+	if err == nil && n <= 1 {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(path.Child("updateStrategy", "rollingUpdate", "maxUnavailable"), ru.MaxUnavailable.String(),
+		"must be 1: a rolling update that takes down more than one pod at a time can take a master and its replica together and lose their slots; remove it or set 1")}
+}
+
+func replicasOf(sts *appsv1.StatefulSet) int32 {
+	if sts.Spec.Replicas == nil {
+		return 1 // the API server's default
+	}
+	return *sts.Spec.Replicas
+}
+
+
+func hasPodVolume(sts *appsv1.StatefulSet, name string) bool {
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
