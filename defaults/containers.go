@@ -15,7 +15,7 @@ import (
 // PodIPEnv carries the pod IP into valkey-server's --cluster-announce-ip.
 const PodIPEnv = "POD_IP"
 
-func hardenValkeyContainer(c *corev1.Container, p *config.Policy) {
+func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *config.Policy) {
 	if len(c.Command) == 0 && len(c.Args) == 0 {
 		c.Command = []string{"valkey-server"}
 		c.Args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
@@ -43,7 +43,11 @@ func hardenValkeyContainer(c *corev1.Container, p *config.Policy) {
 		c.StartupProbe = execProbe(p, "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
 	}
 
-	addMount(c, corev1.VolumeMount{Name: DataVolume, MountPath: DataDir})
+	if hasClaimTemplate(sts, DataVolume) || hasVolume(&sts.Spec.Template.Spec, DataVolume) {
+		// On UPDATE no claim template can be added; without one, validation says
+		// what to do instead of the API server refusing a mount of nothing.
+		addMount(c, corev1.VolumeMount{Name: DataVolume, MountPath: DataDir})
+	}
 	addMount(c, corev1.VolumeMount{Name: ConfigVolume, MountPath: ConfigFile, SubPath: ConfigKey, ReadOnly: true})
 	addMount(c, corev1.VolumeMount{Name: TmpVolume, MountPath: TmpDir})
 	if p.TLSEnabled() {

@@ -91,7 +91,7 @@ func hardenPodTemplate(sts *appsv1.StatefulSet, p *config.Policy) {
 		spec.Containers = append([]corev1.Container{{Name: ValkeyContainer, Image: p.Image.Valkey}}, spec.Containers...)
 		valkey = &spec.Containers[0]
 	}
-	hardenValkeyContainer(valkey, p)
+	hardenValkeyContainer(sts, valkey, p)
 	if p.Metrics.Enabled && findContainer(spec.Containers, MetricsContainer) == nil {
 		spec.Containers = append(spec.Containers, metricsContainer(sts, p))
 	}
@@ -129,11 +129,11 @@ func hardenPodSecurityContext(spec *corev1.PodSpec, p *config.Policy) {
 	if sc.RunAsUser == nil {
 		sc.RunAsUser = ptr.To(int64(p.Security.RunAsUser))
 	}
-	if sc.RunAsGroup == nil {
-		sc.RunAsGroup = ptr.To(int64(p.Security.FSGroup))
-	}
 	if sc.FSGroup == nil {
 		sc.FSGroup = ptr.To(int64(p.Security.FSGroup))
+	}
+	if sc.RunAsGroup == nil {
+		sc.RunAsGroup = ptr.To(*sc.FSGroup)
 	}
 	if sc.FSGroupChangePolicy == nil {
 		// A large data volume is not re-chowned at every start.
@@ -149,7 +149,9 @@ func hardenContainerSecurityContext(c *corev1.Container) {
 		c.SecurityContext = &corev1.SecurityContext{}
 	}
 	sc := c.SecurityContext
-	if sc.AllowPrivilegeEscalation == nil {
+	// The API server refuses privileged with allowPrivilegeEscalation false; leave
+	// it unset there so that validation explains why privileged is denied.
+	if sc.AllowPrivilegeEscalation == nil && !ptr.Deref(sc.Privileged, false) {
 		sc.AllowPrivilegeEscalation = ptr.To(false)
 	}
 	if sc.Capabilities == nil {

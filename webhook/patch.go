@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	"gomodules.xyz/jsonpatch/v2"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 

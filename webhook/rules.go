@@ -58,7 +58,8 @@ func validateDataVolume(sts *appsv1.StatefulSet, p *config.Policy, path *field.P
 	if hasPodVolume(sts, name) {
 		return nil
 	}
-	return field.ErrorList{field.Required(path.Child("volumeClaimTemplates"), fmt.Sprintf(fix, name))}
+	return field.ErrorList{field.Required(path.Child("volumeClaimTemplates"), fmt.Sprintf(fix, name)+
+		"; volumeClaimTemplates cannot change after creation: delete the StatefulSet with --cascade=orphan and create it again with the claim template")}
 }
 
 // validatePodSecurity denies privileged or root containers, added capabilities,
@@ -201,7 +202,6 @@ func replicasOf(sts *appsv1.StatefulSet) int32 {
 	}
 	return *sts.Spec.Replicas
 }
-
 
 func hasPodVolume(sts *appsv1.StatefulSet, name string) bool {
 	for _, v := range sts.Spec.Template.Spec.Volumes {
