@@ -76,6 +76,12 @@ func (p *Policy) merge(m map[string]any, prefix string, path *field.Path) field.
 			child = field.NewPath(name)
 		}
 		value := m[name]
+		if strings.Contains(name, ".") {
+			// Dotted keys are for annotations; in a file, sections nest, so that
+			// one key cannot be written twice.
+			errs = append(errs, field.NotSupported(child, name, namesUnder(prefix)))
+			continue
+		}
 		if l, ok := lookup(key); ok {
 			if err := p.setValue(l, value); err != nil {
 				errs = append(errs, field.Invalid(child, value, err.Error()))

@@ -167,6 +167,11 @@ func TestParseFieldErrors(t *testing.T) {
 			wantErr: field.ErrorList{field.NotSupported[string](field.NewPath("clustr"), "clustr", nil)},
 		},
 		{
+			name:    "a dotted key, which only annotations use",
+			doc:     "cluster.nodeTimeout: 1000\ncluster: {nodeTimeout: 2000}\n",
+			wantErr: field.ErrorList{field.NotSupported[string](field.NewPath("cluster.nodeTimeout"), "cluster.nodeTimeout", nil)},
+		},
+		{
 			name:    "unknown nested key",
 			doc:     "cluster: {nodeTimout: 1}\n",
 			wantErr: field.ErrorList{field.NotSupported[string](field.NewPath("cluster", "nodeTimout"), "nodeTimout", nil)},
@@ -321,9 +326,11 @@ func TestParseNotAPolicy(t *testing.T) {
 	tests := []struct {
 		name string
 		doc  string
+		// mention is a word the message must contain, when the message is the point.
+		mention string
 	}{
-		{name: "duplicate keys", doc: "cluster:\n  nodeTimeout: 1000\n  nodeTimeout: 2000\n"},
-		{name: "duplicate sections", doc: "cluster: {}\ncluster: {}\n"},
+		{name: "duplicate keys", doc: "cluster:\n  nodeTimeout: 1000\n  nodeTimeout: 2000\n", mention: `"nodeTimeout"`},
+		{name: "duplicate sections", doc: "cluster: {}\ncluster: {}\n", mention: `"cluster"`},
 		{name: "a list", doc: "- cluster\n- tls\n"},
 		{name: "a string", doc: "cluster.nodeTimeout=1000\n"},
 		{name: "a number", doc: "42\n"},
@@ -338,6 +345,9 @@ func TestParseNotAPolicy(t *testing.T) {
 			}
 			if fe := fieldErrors(err); fe != nil {
 				t.Errorf("Parse() returned field errors %v, want a document error", fe)
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("Parse() error %q does not mention %s", err, tc.mention)
 			}
 			if diff := cmp.Diff(config.Policy{}, got); diff != "" {
 				t.Errorf("Parse() returned a policy with an error (-want +got):\n%s", diff)
@@ -373,6 +383,9 @@ func TestLoad(t *testing.T) {
 		got, err := config.Load(filepath.Join(dir, "missing.yaml"))
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("Load() error = %v, want one wrapping fs.ErrNotExist", err)
+		}
+		if !strings.Contains(err.Error(), "missing.yaml") {
+			t.Errorf("Load() error %q does not name the file", err)
 		}
 		if diff := cmp.Diff(config.Policy{}, got); diff != "" {
 			t.Errorf("Load() returned a policy with an error (-want +got):\n%s", diff)

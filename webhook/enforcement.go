@@ -15,7 +15,8 @@ import (
 // mode, and names the container that gave it away. A container counts when its image
 // is a Valkey image (the last path element starts with "valkey") and it shows cluster
 // mode: a "valkey-cluster" image, a cluster-enabled argument, or an environment
-// variable whose name says cluster (as the common images use).
+// variable named VALKEY_CLUSTER* (as the common images use) or whose value passes
+// cluster-enabled.
 func RunsValkeyCluster(sts *appsv1.StatefulSet) (container string, ok bool) {
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		repo := c.Image
@@ -36,7 +37,7 @@ func RunsValkeyCluster(sts *appsv1.StatefulSet) (container string, ok bool) {
 			}
 		}
 		for _, e := range c.Env {
-			if strings.Contains(strings.ToUpper(e.Name), "CLUSTER") {
+			if strings.HasPrefix(strings.ToUpper(e.Name), "VALKEY_CLUSTER") || strings.Contains(e.Value, "cluster-enabled") {
 				return c.Name, true
 			}
 		}

@@ -136,33 +136,36 @@ func validateMaxmemory(sts *appsv1.StatefulSet, p *config.Policy, path *field.Pa
 	return field.ErrorList{field.Invalid(limitPath, limit, detail)}
 }
 
-// passwordEnvName matches environment variable names that carry a password.
-var passwordEnvName = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|REQUIREPASS|MASTERAUTH|(^|_)AUTH$)`)
+// passwordEnvName matches environment variable names that carry a password
+// (VALKEY_PASSWORD, REDIS_PASS, ..._AUTH), but not those that name a file holding
+// one (..._PASSWORD_FILE) or switch a feature (ALLOW_EMPTY_PASSWORD).
+var passwordEnvName = regexp.MustCompile(`(?i)^(?:[A-Z0-9_]*_)?(PASSWORD|PASSWD|PASS|REQUIREPASS|MASTERAUTH|AUTH)$`)
+
+func isPasswordEnv(name string) bool {
+	return passwordEnvName.MatchString(name) && !strings.HasPrefix(strings.ToUpper(name), "ALLOW_")
+}
 
 // validateNoLiteralPassword denies a password written into the pod template: an
-// env literal or a command-line argument can be read by anyone who can read the
-// StatefulSet, and shows up in process lists and logs.
+// env literal, or a password flag in a command line (the container's command and
+// args, its probes and its lifecycle hooks). Anyone who can read the StatefulSet can
+// read those, and command lines show up in process lists and logs.
 func validateNoLiteralPassword(sts *appsv1.StatefulSet, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	spec := &sts.Spec.Template.Spec
 	check := func(cs []corev1.Container, csPath *field.Path) {
 		for i := range cs {
 			c := &cs[i]
+			cPath := csPath.Index(i)
 			for j, e := range c.Env {
-				if e.Value != "" && passwordEnvName.MatchString(e.Name) {
-					errs = append(errs, field.Forbidden(csPath.Index(i).Child("env").Index(j).Child("value"),
+				if e.Value != "" && isPasswordEnv(e.Name) {
+					errs = append(errs, field.Forbidden(cPath.Child("env").Index(j).Child("value"),
 						fmt.Sprintf("%s looks like a password and must not be a literal value; use valueFrom.secretKeyRef, or let the webhook mount the auth Secret", e.Name)))
 				}
 			}
-			for _, list := range []struct {
-				name string
-				args []string
-			}{{"command", c.Command}, {"args", c.Args}} {
-				for j, a := range list.args {
-					if flag := passwordFlag(a); flag != "" {
-						errs = append(errs, field.Forbidden(csPath.Index(i).Child(list.name).Index(j),
-							fmt.Sprintf("%s puts a password on the command line; remove it: with auth on, the webhook mounts the password from the auth Secret", flag)))
-					}
+			for _, cl := range commandLines(c, cPath) {
+				if flag, j := passwordFlag(cl.words); flag != "" && j >= cl.context {
+					errs = append(errs, field.Forbidden(cl.path.Index(j-cl.context),
+						fmt.Sprintf("%s puts a password on a command line; remove it: with auth on, the webhook mounts the password from the auth Secret and valkey-cli reads it from REDISCLI_AUTH", flag)))
 				}
 			}
 		}
@@ -172,13 +175,70 @@ func validateNoLiteralPassword(sts *appsv1.StatefulSet, path *field.Path) field.
 	return errs
 }
 
-func passwordFlag(arg string) string {
-	for _, flag := range []string{"--requirepass", "--masterauth"} {
-		if arg == flag || strings.HasPrefix(arg, flag+" ") || strings.HasPrefix(arg, flag+"=") || strings.Contains(arg, " "+flag+" ") {
-			return flag
+// commandLine is one command line of a container and where it is. The first
+// context words are only there to tell which program runs (args follow command).
+type commandLine struct {
+	path    *field.Path
+	words   []string
+	context int
+}
+
+// commandLines lists a container's command lines: command plus args, and the exec
+// actions of its probes and lifecycle hooks.
+func commandLines(c *corev1.Container, cPath *field.Path) []commandLine {
+	out := []commandLine{}
+	if len(c.Command) > 0 {
+		out = append(out, commandLine{cPath.Child("command"), c.Command, 0})
+	}
+	if len(c.Args) > 0 {
+		out = append(out, commandLine{cPath.Child("args"), append(append([]string(nil), c.Command...), c.Args...), len(c.Command)})
+	}
+	probes := []struct {
+		name  string
+		probe *corev1.Probe
+	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}, {"startupProbe", c.StartupProbe}}
+	for _, pr := range probes {
+		if pr.probe != nil && pr.probe.Exec != nil {
+			out = append(out, commandLine{cPath.Child(pr.name, "exec", "command"), pr.probe.Exec.Command, 0})
 		}
 	}
-	return ""
+	if c.Lifecycle != nil {
+		hooks := []struct {
+			name string
+			h    *corev1.LifecycleHandler
+		}{{"postStart", c.Lifecycle.PostStart}, {"preStop", c.Lifecycle.PreStop}}
+		for _, h := range hooks {
+			if h.h != nil && h.h.Exec != nil {
+				out = append(out, commandLine{cPath.Child("lifecycle", h.name, "exec", "command"), h.h.Exec.Command, 0})
+			}
+		}
+	}
+	return out
+}
+
+// passwordFlag returns the password flag a command line passes, if any, and the
+// index of the word that holds it: the server's --requirepass and --masterauth, and
+// valkey-cli's (or redis-cli's) -a and --pass. Words are split on spaces as well,
+// for "sh -c" scripts.
+func passwordFlag(words []string) (string, int) {
+	cli := false
+	for _, w := range words {
+		if strings.Contains(w, "valkey-cli") || strings.Contains(w, "redis-cli") {
+			cli = true
+		}
+	}
+	for i, w := range words {
+		for _, t := range strings.Fields(w) {
+			name, _, _ := strings.Cut(t, "=")
+			switch {
+			case name == "--requirepass" || name == "--masterauth":
+				return name, i
+			case cli && (name == "-a" || name == "--pass"):
+				return name, i
+			}
+		}
+	}
+	return "", -1
 }
 
 // validateRollingUpdate denies a rolling update that may take down more than one
