@@ -1,0 +1,18 @@
+# Build: a static binary, no cgo.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd/ cmd/
+COPY config/ config/
+COPY defaults/ defaults/
+COPY internal/ internal/
+COPY webhook/ webhook/
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/valkey-webhook ./cmd/valkey-webhook
+
+# Run: distroless static, as the nonroot user (65532).
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/valkey-webhook /valkey-webhook
+USER 65532:65532
+ENTRYPOINT ["/valkey-webhook"]
+CMD ["serve"]
