@@ -43,7 +43,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 		c.StartupProbe = execProbe(p, "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
 	}
 
-	if hasClaimTemplate(sts, DataVolume) || hasVolume(&sts.Spec.Template.Spec, DataVolume) {
+	if hasClaimTemplate(sts, DataVolume) || HasVolume(&sts.Spec.Template.Spec, DataVolume) {
 		// On UPDATE no claim template can be added; without one, validation says
 		// what to do instead of the API server refusing a mount of nothing.
 		addMount(c, corev1.VolumeMount{Name: DataVolume, MountPath: DataDir})
@@ -143,7 +143,7 @@ func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Containe
 func addVolumes(sts *appsv1.StatefulSet, p *config.Policy) {
 	spec := &sts.Spec.Template.Spec
 	add := func(v corev1.Volume) {
-		if !hasVolume(spec, v.Name) {
+		if !HasVolume(spec, v.Name) {
 			spec.Volumes = append(spec.Volumes, v)
 		}
 	}

@@ -14,8 +14,8 @@ import (
 )
 
 // Harden injects everything a Valkey cluster StatefulSet needs, in place. p is the
-// effective policy of this object (config.Effective). old is the stored object on
-// UPDATE and nil on CREATE.
+// effective policy of this object, as config.Effective returns it (so it passed
+// Policy.Validate). old is the stored object on UPDATE and nil on CREATE.
 //
 // User-set values win; Harden only fills what is missing. It is idempotent:
 // Harden(Harden(x)) == Harden(x). On UPDATE it never touches a field the API forbids
@@ -51,7 +51,7 @@ func hardenCreateOnly(sts *appsv1.StatefulSet, p *config.Policy) {
 	if sts.Spec.ServiceName == "" {
 		sts.Spec.ServiceName = HeadlessServiceName(sts)
 	}
-	if !hasClaimTemplate(sts, DataVolume) && !hasVolume(&sts.Spec.Template.Spec, DataVolume) {
+	if !hasClaimTemplate(sts, DataVolume) && !HasVolume(&sts.Spec.Template.Spec, DataVolume) {
 		sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, dataClaimTemplate(p))
 	}
 }
@@ -212,7 +212,8 @@ func hasClaimTemplate(sts *appsv1.StatefulSet, name string) bool {
 	return false
 }
 
-func hasVolume(spec *corev1.PodSpec, name string) bool {
+// HasVolume reports whether a pod spec has a volume of that name.
+func HasVolume(spec *corev1.PodSpec, name string) bool {
 	for _, v := range spec.Volumes {
 		if v.Name == name {
 			return true

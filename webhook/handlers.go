@@ -58,13 +58,13 @@ var _ admission.Validator[*appsv1.StatefulSet] = &Validator{}
 
 // ValidateCreate denies an unsafe labeled StatefulSet.
 func (v *Validator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Validate(sts, nil, v.Policy)
+	errs, warnings := Validate(sts, v.Policy)
 	return warnings, invalid(sts.Name, errs)
 }
 
 // ValidateUpdate denies an update that leaves a labeled StatefulSet unsafe.
-func (v *Validator) ValidateUpdate(_ context.Context, old, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Validate(sts, old, v.Policy)
+func (v *Validator) ValidateUpdate(_ context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := Validate(sts, v.Policy)
 	return warnings, invalid(sts.Name, errs)
 }
 

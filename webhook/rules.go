@@ -55,7 +55,7 @@ func validateDataVolume(sts *appsv1.StatefulSet, p *config.Policy, path *field.P
 				"volume %q holds %s and does not survive a pod restart: "+fix, name, defaults.DataDir, name))}
 		}
 	}
-	if hasPodVolume(sts, name) {
+	if defaults.HasVolume(&sts.Spec.Template.Spec, name) {
 		return nil
 	}
 	return field.ErrorList{field.Required(path.Child("volumeClaimTemplates"), fmt.Sprintf(fix, name)+
@@ -261,13 +261,4 @@ func replicasOf(sts *appsv1.StatefulSet) int32 {
 		return 1 // the API server's default
 	}
 	return *sts.Spec.Replicas
-}
-
-func hasPodVolume(sts *appsv1.StatefulSet, name string) bool {
-	for _, v := range sts.Spec.Template.Spec.Volumes {
-		if v.Name == name {
-			return true
-		}
-	}
-	return false
 }

@@ -222,7 +222,6 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name         string
 		sts          *appsv1.StatefulSet
-		old          *appsv1.StatefulSet
 		policy       func(p *config.Policy)
 		wantErr      field.ErrorList
 		wantWarnings []string
@@ -232,9 +231,8 @@ func TestValidate(t *testing.T) {
 			sts:  makeSTS("cache").Obj(),
 		},
 		{
-			name: "safe update",
+			name: "safe, 8 replicas",
 			sts:  makeSTS("cache").Replicas(8).Obj(),
-			old:  makeSTS("cache").Obj(),
 		},
 		{
 			name: "unlabeled and unsafe",
@@ -663,7 +661,7 @@ func TestValidate(t *testing.T) {
 				tc.policy(&policy)
 			}
 			before := tc.sts.DeepCopy()
-			gotErr, gotWarnings := Validate(tc.sts, tc.old, policy)
+			gotErr, gotWarnings := Validate(tc.sts, policy)
 			if diff := cmp.Diff(tc.wantErr, gotErr, ignoreDetail); diff != "" {
 				t.Errorf("Validate() errors mismatch (-want +got):\n%s", diff)
 			}
@@ -696,7 +694,7 @@ func TestValidateHardened(t *testing.T) {
 			if err := Mutate(sts, nil, config.Default()); err != nil {
 				t.Fatalf("Mutate() error = %v", err)
 			}
-			gotErr, gotWarnings := Validate(sts, nil, config.Default())
+			gotErr, gotWarnings := Validate(sts, config.Default())
 			if len(gotErr) != 0 || len(gotWarnings) != 0 {
 				t.Errorf("Validate(Mutate(x)) = %v, %v, want no errors and no warnings", gotErr, gotWarnings)
 			}

@@ -25,8 +25,8 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 		return nil
 	}
 	p, errs := config.Effective(base, sts.Annotations, annotationsPath)
-	if len(errs) > 0 {
-		return apierrors.NewInvalid(statefulSetGK, sts.Name, errs)
+	if err := invalid(sts.Name, errs); err != nil {
+		return err
 	}
 	defaults.Harden(sts, old, &p)
 	return nil
@@ -34,8 +34,9 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 
 // Validate is the admission validation of a labeled StatefulSet, shared by the
 // validating webhook and the offline `validate` command. It returns every denial,
-// with its field path, and the warnings. old is the stored object on UPDATE.
-func Validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
+// with its field path, and the warnings. The rules look at the new object only;
+// those that need the stored one (the live scale-down check) are not built yet.
+func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
 	}
