@@ -29,9 +29,13 @@ func Default() Policy {
 			MaxSkew:           1,
 			WhenUnsatisfiable: "ScheduleAnyway",
 		},
-		StartupProbe:  StartupProbePolicy{Enabled: true, PeriodSeconds: 10, FailureThreshold: 30},
-		NetworkPolicy: NetworkPolicyPolicy{Enabled: true},
-		Auth:          AuthPolicy{Enabled: true},
+		StartupProbe: StartupProbePolicy{Enabled: true, PeriodSeconds: 10, FailureThreshold: 30},
+		NetworkPolicy: NetworkPolicyPolicy{
+			Enabled:                     true,
+			MonitoringNamespaceSelector: "kubernetes.io/metadata.name=monitoring",
+		},
+		TLS:  TLSPolicy{ClusterDomain: "cluster.local"},
+		Auth: AuthPolicy{Enabled: true},
 		Metrics: MetricsPolicy{
 			Enabled: true,
 			Port:    9121,

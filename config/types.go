@@ -92,9 +92,20 @@ type StartupProbePolicy struct {
 	FailureThreshold int  `json:"failureThreshold"`
 }
 
-// NetworkPolicyPolicy switches the companion NetworkPolicy.
+// NetworkPolicyPolicy shapes the companion NetworkPolicy. Selectors are written in
+// kubectl's label selector syntax ("role=api,tier in (web,batch)").
 type NetworkPolicyPolicy struct {
 	Enabled bool `json:"enabled"`
+	// ClientPodSelector selects the pods that may reach the client port; empty means
+	// every pod.
+	ClientPodSelector string `json:"clientPodSelector"`
+	// ClientNamespaceSelector selects the namespaces those pods may be in; empty
+	// means the StatefulSet's own namespace only.
+	ClientNamespaceSelector string `json:"clientNamespaceSelector"`
+	// MonitoringNamespaceSelector and MonitoringPodSelector select who may scrape the
+	// exporter port; an empty pod selector means every pod of those namespaces.
+	MonitoringNamespaceSelector string `json:"monitoringNamespaceSelector"`
+	MonitoringPodSelector       string `json:"monitoringPodSelector"`
 }
 
 // AuthPolicy decides where the password comes from.
@@ -113,6 +124,8 @@ type TLSPolicy struct {
 	// SecretName is a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt.
 	SecretName  string `json:"secretName"`
 	AuthClients bool   `json:"authClients"`
+	// ClusterDomain completes the DNS names of the Certificate.
+	ClusterDomain string `json:"clusterDomain"`
 }
 
 // MetricsPolicy shapes the exporter sidecar.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -100,6 +101,13 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 	atLeast("startupProbe.periodSeconds", p.StartupProbe.PeriodSeconds, 1, "")
 	atLeast("startupProbe.failureThreshold", p.StartupProbe.FailureThreshold, 1, "")
 
+	for _, key := range []string{"networkPolicy.clientPodSelector", "networkPolicy.clientNamespaceSelector", "networkPolicy.monitoringNamespaceSelector", "networkPolicy.monitoringPodSelector"} {
+		v, _ := p.Get(key)
+		if _, err := metav1.ParseToLabelSelector(v); err != nil {
+			errs = append(errs, field.Invalid(pathOf(key), v, "must be a label selector such as role=api or tier in (web,batch): "+err.Error()))
+		}
+	}
+
 	objectName("auth.existingSecret", p.Auth.ExistingSecret)
 
 	if p.TLS.Issuer != "" && p.TLS.SecretName != "" {
@@ -115,6 +123,9 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 		}
 	}
 	objectName("tls.secretName", p.TLS.SecretName)
+	for _, msg := range validation.IsDNS1123Subdomain(p.TLS.ClusterDomain) {
+		errs = append(errs, field.Invalid(pathOf("tls.clusterDomain"), p.TLS.ClusterDomain, msg))
+	}
 	if p.TLS.AuthClients && !p.TLSEnabled() {
 		errs = append(errs, field.Forbidden(pathOf("tls.authClients"), "requires TLS: set tls.issuer or tls.secretName"))
 	}

@@ -123,3 +123,37 @@ func TestHardenIdempotent(t *testing.T) {
 		})
 	}
 }
+
+// TestCompanionsGolden renders every companion object of each hardened input (the
+// auth Secret with a fixed password) and compares them with the golden files.
+func TestCompanionsGolden(t *testing.T) {
+	for _, name := range goldenCases(t) {
+		t.Run(name, func(t *testing.T) {
+			sts, p := readInput(t, name)
+			Harden(sts, nil, &p)
+			objects := []any{
+				ConfigMap(sts, &p),
+				HeadlessService(sts, &p),
+				ClientService(sts, &p),
+				PodDisruptionBudget(sts, &p),
+				NetworkPolicy(sts, &p),
+				AuthSecret(sts, &p, "fixed-password-for-the-golden-file"),
+			}
+			if p.TLS.Issuer != "" {
+				objects = append(objects, Certificate(sts, &p))
+			}
+			var out []byte
+			for i, obj := range objects {
+				if i > 0 {
+					out = append(out, "---\n"...)
+				}
+				b, err := yaml.Marshal(obj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, b...)
+			}
+			assertGolden(t, name+".companions.yaml", out)
+		})
+	}
+}

@@ -15,6 +15,9 @@ const (
 	ClusterLabelEnabled = "enabled"
 
 	ChecksumAnnotation = "valkey-webhook.io/config-checksum"
+	// TLSChecksumAnnotation is set by the companion controller from the TLS
+	// Secret's content; admission keeps it.
+	TLSChecksumAnnotation = "valkey-webhook.io/tls-checksum"
 )
 
 // Names of what the hardened pod template contains.

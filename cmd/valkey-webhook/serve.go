@@ -12,7 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +25,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/controller"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
@@ -32,6 +36,8 @@ type serveOptions struct {
 	probeAddr   string
 	metricsAddr string
 	drainDelay  time.Duration
+	leaderElect bool
+	leaderNS    string
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -69,6 +75,8 @@ Service stop sending it requests, then exits 0. The serving certificate in
 	f.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics; "0" turns metrics off`)
 	f.DurationVar(&s.drainDelay, "shutdown-drain-delay", 10*time.Second, "how long to keep serving after SIGTERM, not ready, before exiting")
+	f.BoolVar(&s.leaderElect, "leader-elect", true, "elect one replica to run the companion controller (the webhooks are served by every replica)")
+	f.StringVar(&s.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	zapOpts.BindFlags(logFlags)
 	f.AddGoFlagSet(logFlags)
@@ -93,17 +101,38 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.Policy) error {
 	log := ctrl.Log.WithName("serve")
 	scheme := newScheme()
+	certManager, err := servesCertificates(cfg)
+	if err != nil {
+		return fmt.Errorf("asking the API server for cert-manager's Certificate kind: %w", err)
+	}
+	if !certManager {
+		log.Info("cert-manager's Certificate kind is not served: StatefulSets with tls.issuer get no Certificate until cert-manager is installed and valkey-webhook restarted")
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: s.metricsAddr},
-		HealthProbeBindAddress: s.probeAddr,
-		WebhookServer:          crwebhook.NewServer(crwebhook.Options{Port: s.port, CertDir: s.certDir}),
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: s.metricsAddr},
+		HealthProbeBindAddress:  s.probeAddr,
+		WebhookServer:           crwebhook.NewServer(crwebhook.Options{Port: s.port, CertDir: s.certDir}),
+		LeaderElection:          s.leaderElect,
+		LeaderElectionID:        "valkey-webhook.valkey-webhook.io",
+		LeaderElectionNamespace: s.leaderNS,
+		Cache:                   controller.CacheOptions(certManager),
 	})
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
 	for path, hook := range webhook.Handlers(scheme, p) {
 		mgr.GetWebhookServer().Register(path, hook)
+	}
+	companions := &controller.CompanionReconciler{
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Recorder:    mgr.GetEventRecorder("valkey-webhook"),
+		Policy:      p,
+		CertManager: certManager,
+	}
+	if err := companions.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the companion controller: %w", err)
 	}
 
 	var draining atomic.Bool
@@ -146,4 +175,20 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// servesCertificates reports whether the API server serves cert-manager.io/v1.
+func servesCertificates(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	_, err = dc.ServerResourcesForGroupVersion(cmapi.SchemeGroupVersion.String())
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }

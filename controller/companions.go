@@ -1,0 +1,221 @@
+// Package controller holds the reconcilers that run in `valkey-webhook serve`: the
+// companion objects kept beside every labeled StatefulSet.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// FieldOwner is the server-side apply field manager of everything the controller
+// writes.
+const FieldOwner = "valkey-webhook"
+
+// Event reasons, on the StatefulSet.
+const (
+	ReasonCreated          = "CompanionCreated"
+	ReasonCorrected        = "CompanionCorrected"
+	ReasonRemoved          = "CompanionRemoved"
+	ReasonFailed           = "CompanionFailed"
+	ReasonNameTaken        = "CompanionNameTaken"
+	ReasonCertManager      = "CertManagerMissing"
+	ReasonAuthSecret       = "AuthSecretIncomplete"
+	ReasonInvalidOverrides = "InvalidOverrides"
+	ReasonUnmanaged        = "Unmanaged"
+	ReasonRolling          = "RollingPods"
+)
+
+// CompanionReconciler keeps the companion objects of every labeled StatefulSet in
+// shape: ConfigMap, Services, PodDisruptionBudget, NetworkPolicy, the auth Secret and
+// the cert-manager Certificate. It also keeps the pod template's checksums equal to
+// what the pods run with, so that a changed valkey.conf or a renewed certificate
+// rolls the pods.
+type CompanionReconciler struct {
+	// Client reads from the cache, which holds StatefulSets and, of the companion
+	// kinds, only the objects labeled managed-by valkey-webhook.
+	Client client.Client
+	// APIReader reads past the cache, to see objects of a companion's name that the
+	// controller does not manage.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Policy    config.Policy
+	// CertManager says whether the cert-manager Certificate kind is served.
+	CertManager bool
+}
+
+// Reconcile brings one StatefulSet's companions in line. Errors are returned, so
+// that controller-runtime retries with exponential backoff.
+func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	sts := &appsv1.StatefulSet{}
+	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !sts.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil // the garbage collector takes the owned objects
+	}
+	if !defaults.IsLabeled(sts) {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonUnmanaged, "StopManaging",
+			"label %s=%s removed: valkey-webhook no longer manages this StatefulSet and leaves its companion objects in place",
+			defaults.ClusterLabel, defaults.ClusterLabelEnabled)
+		return reconcile.Result{}, nil
+	}
+	p, errs := config.Effective(r.Policy, sts.Annotations, field.NewPath("metadata", "annotations"))
+	if len(errs) > 0 {
+		// Admission denies these; an object stored before the policy changed can
+		// still carry them. Nothing to retry until the object changes.
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonInvalidOverrides, "Reconcile",
+			"companion objects not updated: %v", errs.ToAggregate())
+		return reconcile.Result{}, nil
+	}
+
+	var failed []error
+	for _, c := range companions(sts, &p, r.CertManager) {
+		var err error
+		if c.want != nil {
+			err = r.apply(ctx, sts, c.want)
+		} else {
+			err = r.removeOwned(ctx, sts, c.absent)
+		}
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if p.TLS.Issuer != "" && !r.CertManager {
+		log.FromContext(ctx).Info("tls.issuer is set but the cert-manager CRDs are not installed; install cert-manager, then restart valkey-webhook", "statefulset", req.NamespacedName)
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonCertManager, "Reconcile",
+			"tls.issuer %q is set but cert-manager's Certificate kind is not served by this cluster: install cert-manager and restart valkey-webhook, or set tls.secretName", p.TLS.Issuer)
+	}
+	if p.Auth.Enabled && p.Auth.ExistingSecret == "" {
+		if err := r.ensureAuthSecret(ctx, sts, &p); err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == 0 {
+		if err := r.syncChecksums(ctx, sts, &p); err != nil {
+			failed = append(failed, err)
+		}
+	}
+	return reconcile.Result{}, errors.Join(failed...)
+}
+
+// companion is one object the StatefulSet should have (want), or one kind of
+// object it should not have any more because the policy turned it off (absent,
+// with the name to look for).
+type companion struct {
+	want   client.Object
+	absent client.Object
+}
+
+// companions lists the companion objects a StatefulSet should have under policy p.
+func companions(sts *appsv1.StatefulSet, p *config.Policy, certManager bool) []companion {
+	out := []companion{
+		{want: defaults.ConfigMap(sts, p)},
+		{want: defaults.HeadlessService(sts, p)},
+		{want: defaults.ClientService(sts, p)},
+	}
+	switch {
+	case p.PodDisruptionBudget.Enabled:
+		out = append(out, companion{want: defaults.PodDisruptionBudget(sts, p)})
+	default:
+		out = append(out, companion{absent: named(&policyv1.PodDisruptionBudget{}, sts, sts.Name)})
+	}
+	switch {
+	case p.NetworkPolicy.Enabled:
+		out = append(out, companion{want: defaults.NetworkPolicy(sts, p)})
+	default:
+		out = append(out, companion{absent: named(&networkingv1.NetworkPolicy{}, sts, sts.Name)})
+	}
+	if certManager {
+		switch {
+		case p.TLS.Issuer != "":
+			out = append(out, companion{want: defaults.Certificate(sts, p)})
+		default:
+			out = append(out, companion{absent: named(&cmapi.Certificate{}, sts, sts.Name+"-tls")})
+		}
+	}
+	return out
+}
+
+func named[T client.Object](obj T, sts *appsv1.StatefulSet, name string) T {
+	obj.SetNamespace(sts.Namespace)
+	obj.SetName(name)
+	return obj
+}
+
+// SetupWithManager registers the reconciler: it watches StatefulSets (changes of
+// spec, labels or annotations, not status) and the companion objects it owns, and
+// the labeled Secrets (the auth Secret, and the TLS Secret cert-manager writes from
+// the Certificate's secretTemplate).
+func (r *CompanionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("companions").
+		For(&appsv1.StatefulSet{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}),
+			managedOrJustUnlabeled(),
+		)).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(statefulSetOfLabel))
+	if r.CertManager {
+		b = b.Owns(&cmapi.Certificate{})
+	}
+	return b.Complete(r)
+}
+
+// managedOrJustUnlabeled lets through labeled StatefulSets, and an update that
+// removes the label (once, so that the controller can say it stops managing it).
+func managedOrJustUnlabeled() predicate.Predicate {
+	labeled := func(o client.Object) bool {
+		sts, ok := o.(*appsv1.StatefulSet)
+		return ok && defaults.IsLabeled(sts)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return labeled(e.Object) },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(e event.GenericEvent) bool { return labeled(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return labeled(e.ObjectNew) || labeled(e.ObjectOld)
+		},
+	}
+}
+
+// statefulSetOfLabel maps a labeled companion Secret to its StatefulSet.
+func statefulSetOfLabel(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[defaults.StatefulSetNameLabel]
+	if name == "" || o.GetLabels()[defaults.ManagedByLabel] != defaults.ManagedByValue {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// failed records a failed step as an Event and returns the error for a retry.
+func (r *CompanionReconciler) failed(sts *appsv1.StatefulSet, action string, obj client.Object, err error) error {
+	err = fmt.Errorf("%s %s %s: %w", action, r.kindOf(obj), obj.GetName(), err)
+	if !apierrors.IsConflict(err) {
+		r.Recorder.Eventf(sts, obj, corev1.EventTypeWarning, ReasonFailed, action, "%v", err)
+	}
+	return err
+}

@@ -1,0 +1,33 @@
+package controller
+
+import (
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ClusterRole is the least privilege `valkey-webhook serve` needs, kept beside the
+// code that uses it; the envtest suites run the controller as a user bound to
+// exactly this role. Secrets can be created and read, never updated or deleted: the
+// password Secret cannot be overwritten even by a bug.
+func ClusterRole(name string) *rbacv1.ClusterRole {
+	manage := []string{"get", "list", "watch", "create", "patch", "delete"}
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{
+			// The labeled StatefulSets, and the checksum annotations of their template.
+			{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			// Companions, server-side applied (create and patch); delete only when the
+			// policy turns one off.
+			{APIGroups: []string{""}, Resources: []string{"configmaps", "services"}, Verbs: manage},
+			{APIGroups: []string{"policy"}, Resources: []string{"poddisruptionbudgets"}, Verbs: manage},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: manage},
+			{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificates"}, Verbs: manage},
+			// The auth Secret is created once; TLS Secrets are read for their checksum.
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create"}},
+			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			// Leader election.
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+		},
+	}
+}

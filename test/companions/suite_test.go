@@ -1,0 +1,71 @@
+// Package companions runs the companion controller of `valkey-webhook serve`
+// against a real kube-apiserver, with the real garbage collector of
+// kube-controller-manager and the cert-manager CRDs installed. The serve process
+// runs as a user bound to exactly controller.ClusterRole, so the role is proven to
+// be enough.
+package companions
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/valkey-webhook/valkey-webhook/controller"
+	"github.com/valkey-webhook/valkey-webhook/test/framework"
+)
+
+func TestCompanions(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "companion objects on a real kube-apiserver and garbage collector")
+}
+
+const controllerUser = "valkey-webhook"
+
+var (
+	cp     *framework.ControlPlane
+	k8s    client.Client
+	server *gexec.Session
+)
+
+var _ = BeforeSuite(func(ctx SpecContext) {
+	var err error
+	cp, err = framework.Start(framework.Options{Webhooks: true, CertManagerCRDs: true})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(cp.Stop)
+	k8s = cp.Client
+
+	gc, err := cp.ControllerManager("garbagecollector")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		gc.Terminate()
+		Eventually(gc).WithTimeout(30 * time.Second).Should(gexec.Exit())
+	})
+
+	By("binding the controller's user to exactly controller.ClusterRole")
+	role := controller.ClusterRole("valkey-webhook")
+	Expect(k8s.Create(ctx, role)).To(Succeed())
+	Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "valkey-webhook"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: controllerUser}},
+	})).To(Succeed())
+	for _, ns := range []string{"valkey-webhook-system", "team-a"} {
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	}
+
+	kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), controllerUser)
+	Expect(err).NotTo(HaveOccurred())
+	server, _, err = cp.Serve(kubeconfig, "--leader-election-namespace", "valkey-webhook-system")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		server.Terminate()
+		Eventually(server).WithTimeout(30 * time.Second).Should(gexec.Exit(0))
+	})
+}, NodeTimeout(5*time.Minute))
