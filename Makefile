@@ -9,7 +9,7 @@ BIN       ?= bin
 FUZZTIME  ?= 3m
 GOTESTFLAGS ?= -race -count=1
 
-.PHONY: all build test unit verify envtest-assets golden fuzz clean
+.PHONY: all build test unit verify envtest-assets golden fuzz demo clean
 
 all: verify build test
 
@@ -31,13 +31,17 @@ verify:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
+## demo: a local control plane with the webhook registered; applies the examples and reports. Ctrl-C stops it.
+demo:
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./hack/demo
+
 ## envtest-assets: build kube-apiserver, etcd and kube-controller-manager; print their directory.
 envtest-assets:
 	@hack/envtest-assets.sh
 
 ## golden: rewrite golden files from the current output; review the diff before committing.
 golden:
-	$(GO) test ./defaults/... ./cmd/... -run Golden -update
+	$(GO) test ./defaults/... ./generator/... ./cmd/... -run Golden -update
 
 ## fuzz: run each fuzz target for FUZZTIME (make fuzz FUZZTIME=10m).
 fuzz:

@@ -5,9 +5,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ClusterRole is the least privilege `valkey-webhook serve` needs, kept beside the
-// code that uses it; the envtest suites run the controller as a user bound to
-// exactly this role. Secrets can be created and read, never updated or deleted: the
+// ClusterRole is the least privilege `valkey-webhook serve` needs across the
+// cluster, kept beside the code that uses it; with Role, it is all the envtest
+// suites grant the user the controller runs as. Secrets can be created and read, never updated or deleted: the
 // password Secret cannot be overwritten even by a bug.
 func ClusterRole(name string) *rbacv1.ClusterRole {
 	manage := []string{"get", "list", "watch", "create", "patch", "delete"}
@@ -26,7 +26,16 @@ func ClusterRole(name string) *rbacv1.ClusterRole {
 			// The auth Secret is created once; TLS Secrets are read for their checksum.
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-			// Leader election.
+		},
+	}
+}
+
+// Role is what `serve` needs in its own namespace only: the leader election Lease.
+func Role(name, namespace string) *rbacv1.Role {
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 		},
 	}

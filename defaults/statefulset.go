@@ -8,10 +8,26 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 )
+
+// AnnotationsPath is where the per-object overrides live, for error paths.
+var AnnotationsPath = field.NewPath("metadata", "annotations")
+
+// HardenWithOverrides is the whole admission mutation of a labeled StatefulSet:
+// the object's valkey-webhook.io/ annotations applied over base, then Harden. When
+// the annotations are invalid it returns their errors and changes nothing.
+func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field.ErrorList {
+	p, errs := config.Effective(base, sts.Annotations, AnnotationsPath)
+	if len(errs) > 0 {
+		return errs
+	}
+	Harden(sts, old, &p)
+	return nil
+}
 
 // Harden injects everything a Valkey cluster StatefulSet needs, in place. p is the
 // effective policy of this object, as config.Effective returns it (so it passed

@@ -10,17 +10,27 @@ import (
 
 // ConfigurationOptions say where the webhook runs, for its webhook configurations.
 type ConfigurationOptions struct {
-	// Name of both configurations.
+	// Name of the mutating and the validating configuration; the enforcement
+	// configuration is Name-enforcement.
 	Name string
 	// Namespace and ServiceName of the webhook's Service; Port is the Service port.
+	// Namespace is also kept out of reach of the webhooks.
 	Namespace   string
 	ServiceName string
 	Port        int32
-	// CABundle is the CA that signed the serving certificate (may be left empty for
-	// cert-manager's CA injector to fill).
+	// URL, when set, replaces the Service: the API server calls URL + path, for a
+	// webhook that runs outside the cluster (a developer's machine).
+	URL string
+	// CABundle is the CA that signed the serving certificate; empty when cert-manager's
+	// CA injector fills it (see Annotations).
 	CABundle []byte
+	// Annotations of each configuration, such as cert-manager.io/inject-ca-from.
+	Annotations map[string]string
 	// TimeoutSeconds bounds each call from the API server.
 	TimeoutSeconds int32
+	// FailurePolicy of the webhooks for labeled StatefulSets; empty means Fail. The
+	// enforcement webhook for unlabeled ones always fails open.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
 }
 
 // Names of the webhooks inside the configurations.
@@ -31,16 +41,16 @@ const (
 )
 
 // MutatingConfiguration is the MutatingWebhookConfiguration as installed: labeled
-// StatefulSets only, no side effects, failing closed.
+// StatefulSets only, no side effects.
 func MutatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Annotations: o.Annotations},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    MutateWebhookName,
 			ClientConfig:            clientConfig(o, MutatePath),
 			Rules:                   statefulSetRules(),
-			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
+			FailurePolicy:           ptr.To(o.labeledFailurePolicy()),
 			MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
 			NamespaceSelector:       namespaceSelector(o),
 			ObjectSelector:          labeled(metav1.LabelSelectorOpIn),
@@ -54,14 +64,25 @@ func MutatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.Muta
 	}
 }
 
-// ValidatingConfiguration is the ValidatingWebhookConfiguration as installed: the
-// labeled StatefulSets' validation, failing closed, and the enforcement for
-// unlabeled ones, failing open, so that an outage of the webhook never blocks
-// StatefulSets that did not opt in.
+// ValidatingConfiguration is the ValidatingWebhookConfiguration of labeled
+// StatefulSets.
 func ValidatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWebhookConfiguration {
-	webhook := func(name, path string, op metav1.LabelSelectorOperator, failure admissionregistrationv1.FailurePolicyType) admissionregistrationv1.ValidatingWebhook {
-		return admissionregistrationv1.ValidatingWebhook{
-			Name:                    name,
+	return validatingConfiguration(o, o.Name, ValidateWebhookName, ValidatePath, metav1.LabelSelectorOpIn, o.labeledFailurePolicy())
+}
+
+// EnforcementConfiguration is the ValidatingWebhookConfiguration of unlabeled
+// StatefulSets that run Valkey in cluster mode. It fails open, so that an outage
+// of the webhook never blocks StatefulSets that did not opt in.
+func EnforcementConfiguration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return validatingConfiguration(o, o.Name+"-enforcement", EnforceWebhookName, EnforcePath, metav1.LabelSelectorOpNotIn, admissionregistrationv1.Ignore)
+}
+
+func validatingConfiguration(o ConfigurationOptions, name, webhook, path string, op metav1.LabelSelectorOperator, failure admissionregistrationv1.FailurePolicyType) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: o.Annotations},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    webhook,
 			ClientConfig:            clientConfig(o, path),
 			Rules:                   statefulSetRules(),
 			FailurePolicy:           ptr.To(failure),
@@ -71,19 +92,21 @@ func ValidatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.Va
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			TimeoutSeconds:          ptr.To(o.TimeoutSeconds),
 			AdmissionReviewVersions: []string{"v1"},
-		}
-	}
-	return &admissionregistrationv1.ValidatingWebhookConfiguration{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{
-			webhook(ValidateWebhookName, ValidatePath, metav1.LabelSelectorOpIn, admissionregistrationv1.Fail),
-			webhook(EnforceWebhookName, EnforcePath, metav1.LabelSelectorOpNotIn, admissionregistrationv1.Ignore),
-		},
+		}},
 	}
 }
 
+func (o ConfigurationOptions) labeledFailurePolicy() admissionregistrationv1.FailurePolicyType {
+	if o.FailurePolicy == "" {
+		return admissionregistrationv1.Fail
+	}
+	return o.FailurePolicy
+}
+
 func clientConfig(o ConfigurationOptions, path string) admissionregistrationv1.WebhookClientConfig {
+	if o.URL != "" {
+		return admissionregistrationv1.WebhookClientConfig{URL: ptr.To(o.URL + path), CABundle: o.CABundle}
+	}
 	return admissionregistrationv1.WebhookClientConfig{
 		Service: &admissionregistrationv1.ServiceReference{
 			Namespace: o.Namespace,

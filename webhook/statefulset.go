@@ -10,9 +10,8 @@ import (
 )
 
 var (
-	statefulSetGK   = appsv1.SchemeGroupVersion.WithKind("StatefulSet").GroupKind()
-	annotationsPath = field.NewPath("metadata", "annotations")
-	specPath        = field.NewPath("spec")
+	statefulSetGK = appsv1.SchemeGroupVersion.WithKind("StatefulSet").GroupKind()
+	specPath      = field.NewPath("spec")
 )
 
 // Mutate is the admission mutation, shared by the mutating webhook and the offline
@@ -24,12 +23,7 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 	if !defaults.IsLabeled(sts) {
 		return nil
 	}
-	p, errs := config.Effective(base, sts.Annotations, annotationsPath)
-	if err := invalid(sts.Name, errs); err != nil {
-		return err
-	}
-	defaults.Harden(sts, old, &p)
-	return nil
+	return invalid(sts.Name, defaults.HardenWithOverrides(sts, old, base))
 }
 
 // Validate is the admission validation of a labeled StatefulSet, shared by the
@@ -40,7 +34,7 @@ func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []s
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
 	}
-	p, errs := config.Effective(base, sts.Annotations, annotationsPath)
+	p, errs := config.Effective(base, sts.Annotations, defaults.AnnotationsPath)
 	errs = append(errs, validateReplicas(sts, &p, specPath)...)
 	errs = append(errs, validateDataVolume(sts, &p, specPath)...)
 	errs = append(errs, validatePodSecurity(sts, specPath)...)

@@ -48,7 +48,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Eventually(gc).WithTimeout(30 * time.Second).Should(gexec.Exit())
 	})
 
-	By("binding the controller's user to exactly controller.ClusterRole")
+	By("binding the controller's user to exactly controller.ClusterRole and controller.Role")
 	role := controller.ClusterRole("valkey-webhook")
 	Expect(k8s.Create(ctx, role)).To(Succeed())
 	Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
@@ -59,6 +59,13 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	for _, ns := range []string{"valkey-webhook-system", "team-a"} {
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
+	leases := controller.Role("valkey-webhook", "valkey-webhook-system")
+	Expect(k8s.Create(ctx, leases)).To(Succeed())
+	Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "valkey-webhook", Namespace: "valkey-webhook-system"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: leases.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: controllerUser}},
+	})).To(Succeed())
 
 	kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), controllerUser)
 	Expect(err).NotTo(HaveOccurred())

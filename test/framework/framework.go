@@ -54,7 +54,8 @@ var webhookConfiguration = webhook.ConfigurationOptions{
 
 // Options choose what Start installs into the fresh API server.
 type Options struct {
-	// Webhooks installs webhook.MutatingConfiguration and webhook.ValidatingConfiguration,
+	// Webhooks installs webhook.MutatingConfiguration, webhook.ValidatingConfiguration
+	// and webhook.EnforcementConfiguration,
 	// through envtest's WebhookInstallOptions,
 	// so that the API server calls the process Serve starts.
 	Webhooks bool
@@ -118,8 +119,11 @@ func Start(opts Options) (*ControlPlane, error) {
 	env.ControlPlane.GetAPIServer().Configure().Set("authorization-mode", "RBAC")
 	if opts.Webhooks {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{
-			MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{webhook.MutatingConfiguration(webhookConfiguration)},
-			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{webhook.ValidatingConfiguration(webhookConfiguration)},
+			MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{webhook.MutatingConfiguration(webhookConfiguration)},
+			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{
+				webhook.ValidatingConfiguration(webhookConfiguration),
+				webhook.EnforcementConfiguration(webhookConfiguration),
+			},
 		}
 	}
 	if opts.CertManagerCRDs {

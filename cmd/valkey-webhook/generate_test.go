@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestGenerateClusterIsAFixedPoint: `generate cluster | mutate` gives the
+// StatefulSet of `generate cluster --hardened`, mutating that again changes
+// nothing, and the hardened output passes `validate`.
+func TestGenerateClusterIsAFixedPoint(t *testing.T) {
+	for _, flags := range [][]string{
+		{"--name", "cache", "--namespace", "team-a"},
+		{"--name", "sessions", "--namespace", "team-b", "--masters", "4", "--replicas-per-master", "2", "--tls-issuer", "ClusterIssuer/internal-ca", "--memory", "4Gi"},
+		{"--name", "scratch", "--no-auth", "--storage", "1Gi"},
+	} {
+		t.Run(strings.Join(flags, " "), func(t *testing.T) {
+			minimal := runCLI(t, "", append([]string{"generate", "cluster"}, flags...)...)
+			if minimal.code != 0 {
+				t.Fatalf("generate cluster: exit %d: %s", minimal.code, minimal.stderr)
+			}
+			once := runCLI(t, minimal.stdout, "mutate", "-f", "-")
+			twice := runCLI(t, once.stdout, "mutate", "-f", "-")
+			if once.code != 0 || twice.code != 0 {
+				t.Fatalf("mutate: exit %d then %d: %s%s", once.code, twice.code, once.stderr, twice.stderr)
+			}
+			if diff := cmp.Diff(once.stdout, twice.stdout); diff != "" {
+				t.Errorf("mutate twice differs from once (-once +twice):\n%s", diff)
+			}
+			if diff := runCLI(t, once.stdout, "mutate", "--diff", "-f", "-"); diff.stdout != "" {
+				t.Errorf("mutate of a mutated object still patches:\n%s", diff.stdout)
+			}
+
+			hardened := runCLI(t, "", append([]string{"generate", "cluster", "--hardened"}, flags...)...)
+			if hardened.code != 0 {
+				t.Fatalf("generate cluster --hardened: exit %d: %s", hardened.code, hardened.stderr)
+			}
+			if diff := runCLI(t, hardened.stdout, "mutate", "--diff", "-f", "-"); diff.code != 0 || diff.stdout != "" {
+				t.Errorf("admission would still change the hardened output (exit %d):\n%s", diff.code, diff.stdout)
+			}
+			if v := runCLI(t, hardened.stdout, "validate", "-f", "-"); v.code != 0 || strings.Contains(v.stdout, "warning") {
+				t.Errorf("validate of the hardened output: exit %d:\n%s", v.code, v.stdout)
+			}
+			if strings.Contains(hardened.stdout, "kind: Secret") {
+				t.Error("the hardened output prints a Secret: a password must never land in a committed file")
+			}
+		})
+	}
+}
+
+func TestGenerateRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"generate", "cluster", "--name", "Not_A_Label"}, "--name"},
+		{[]string{"generate", "cluster", "--name", "c", "--replicas", "3"}, "--replicas"},
+		{[]string{"generate", "cluster", "--name", "c", "--memory", "plenty"}, "--memory"},
+		{[]string{"generate", "cluster", "--name", "c", "--tls-issuer", "internal-ca"}, "--tls-issuer"},
+		{[]string{"generate", "cluster", "--name", "c", "--auth", "--no-auth"}, "--no-auth"},
+		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--storage", "x"}, "--storage"},
+		{[]string{"generate", "install", "--failure-policy", "Maybe"}, "--failure-policy"},
+		{[]string{"generate", "install", "--cert-mode", "self-managed"}, "--cert-mode"},
+		{[]string{"generate", "install", "--dev-url", "https://127.0.0.1:9443"}, "--ca-file"},
+		{[]string{"generate", "install", "--dev-url", "https://127.0.0.1:9443", "--ca-file", "/nonexistent/ca.crt"}, "--ca-file"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runCLI(t, "", tc.args...)
+			if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, tc.mention) {
+				t.Errorf("exit %d (want 2), stdout %q (want nothing), stderr %q (want it to name %s)", r.code, r.stdout, r.stderr, tc.mention)
+			}
+		})
+	}
+}
+
+func TestGenerateInstallDev(t *testing.T) {
+	ca := writeFile(t, "ca.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	r := runCLI(t, "", "generate", "install", "--dev-url", "https://127.0.0.1:9443", "--ca-file", ca)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"kind: MutatingWebhookConfiguration", "url: https://127.0.0.1:9443/mutate-statefulset", "url: https://127.0.0.1:9443/enforce-statefulset"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(r.stdout, "kind: Deployment") {
+		t.Error("--dev-url prints more than the webhook configurations")
+	}
+}

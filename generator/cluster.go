@@ -1,0 +1,249 @@
+package generator
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// ClusterOptions are the choices a team makes for one Valkey cluster. Zero values
+// mean the policy's defaults.
+type ClusterOptions struct {
+	Name      string
+	Namespace string
+	// Replicas is the number of pods; 0 means Masters x (1 + ReplicasPerMaster).
+	Replicas int
+	// Masters is the number of masters; 0 means the policy's cluster.minMasters.
+	Masters int
+	// ReplicasPerMaster; nil means the policy's cluster.replicasPerMaster.
+	ReplicasPerMaster *int
+	Image             string
+	// Memory is the valkey container's memory limit; maxmemory is derived from it.
+	Memory       string
+	Storage      string
+	StorageClass string
+	// TLSIssuer is a cert-manager issuer, KIND/NAME.
+	TLSIssuer string
+	// TLSSecret is a kubernetes.io/tls Secret with ca.crt.
+	TLSSecret string
+	// Auth nil means the policy's auth.enabled.
+	Auth *bool
+}
+
+// DefaultMemory is the memory limit when --memory is not given.
+const DefaultMemory = "1Gi"
+
+// MinimalCluster is the StatefulSet a team commits: labeled, with only what the
+// team decides, and an annotation for each choice that differs from the policy.
+func MinimalCluster(o ClusterOptions, p config.Policy) (*appsv1.StatefulSet, error) {
+	if err := o.validate(p); err != nil {
+		return nil, err
+	}
+	rpm := p.Cluster.ReplicasPerMaster
+	annotations := map[string]string{}
+	override := func(key, value string) {
+		if current, _ := p.Get(key); current != value {
+			annotations[config.AnnotationPrefix+key] = value
+		}
+	}
+	if o.ReplicasPerMaster != nil {
+		rpm = *o.ReplicasPerMaster
+		override("cluster.replicasPerMaster", strconv.Itoa(rpm))
+	}
+	replicas := o.Replicas
+	if replicas == 0 {
+		masters := o.Masters
+		if masters == 0 {
+			masters = p.Cluster.MinMasters
+		}
+		replicas = masters * (1 + rpm)
+	}
+	if o.Storage != "" {
+		override("persistence.size", o.Storage)
+	}
+	if o.StorageClass != "" {
+		override("persistence.storageClassName", o.StorageClass)
+	}
+	if o.TLSIssuer != "" {
+		override("tls.issuer", o.TLSIssuer)
+	}
+	if o.TLSSecret != "" {
+		override("tls.secretName", o.TLSSecret)
+	}
+	if o.Auth != nil {
+		override("auth.enabled", strconv.FormatBool(*o.Auth))
+	}
+	image := o.Image
+	if image == "" {
+		image = p.Image.Valkey
+	}
+	memory := resource.MustParse(or(o.Memory, DefaultMemory))
+	labels := map[string]string{"app.kubernetes.io/name": "valkey", "app.kubernetes.io/instance": o.Name}
+	sts := &appsv1.StatefulSet{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      o.Name,
+			Namespace: o.Namespace,
+			Labels:    map[string]string{defaults.ClusterLabel: defaults.ClusterLabelEnabled},
+		},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To(int32(replicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:  defaults.ValkeyContainer,
+					Image: image,
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceMemory: memory},
+						Limits:   corev1.ResourceList{corev1.ResourceMemory: memory},
+					},
+				}}},
+			},
+		},
+	}
+	if len(annotations) > 0 {
+		sts.Annotations = annotations
+	}
+	return sts, nil
+}
+
+// HardenedCluster is the minimal StatefulSet passed through the admission
+// mutation, and every companion object the controller would keep beside it, for
+// clusters that do not run the webhook. The auth Secret is left out: a password
+// does not belong in a file a team commits; header says how to create it.
+func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object, header []string, err error) {
+	sts, err := MinimalCluster(o, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if errs := defaults.HardenWithOverrides(sts, nil, p); len(errs) > 0 {
+		return nil, nil, fmt.Errorf("hardening: %w", errs.ToAggregate())
+	}
+	eff, errs := config.Effective(p, sts.Annotations, defaults.AnnotationsPath)
+	if len(errs) > 0 {
+		return nil, nil, fmt.Errorf("hardening: %w", errs.ToAggregate())
+	}
+	objects = []client.Object{
+		sts,
+		defaults.ConfigMap(sts, &eff),
+		defaults.HeadlessService(sts, &eff),
+		defaults.ClientService(sts, &eff),
+	}
+	if eff.PodDisruptionBudget.Enabled {
+		objects = append(objects, defaults.PodDisruptionBudget(sts, &eff))
+	}
+	if eff.NetworkPolicy.Enabled {
+		objects = append(objects, defaults.NetworkPolicy(sts, &eff))
+	}
+	if eff.TLS.Issuer != "" {
+		objects = append(objects, defaults.Certificate(sts, &eff))
+	}
+	header = []string{fmt.Sprintf("Valkey cluster %s, hardened by valkey-webhook for a cluster without the webhook.", o.Name)}
+	if eff.Auth.Enabled {
+		secret := defaults.AuthSecretName(sts, &eff)
+		header = append(header,
+			fmt.Sprintf("The password Secret %s is not printed: a password does not belong in a committed file.", secret),
+			"Create it once, before the pods start:",
+			`  P=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')`,
+			fmt.Sprintf(`  kubectl -n %s create secret generic %s --from-literal=password="$P" \`, or(o.Namespace, "NAMESPACE"), secret),
+			`    --from-file=auth.conf=<(printf 'requirepass "%s"\nmasterauth "%s"\n' "$P" "$P")`,
+		)
+	}
+	header = append(header, "The cluster still has to be formed once the pods run: `valkey-cli --cluster create` (a `valkey-webhook cluster init` Job is not built yet).")
+	return objects, header, nil
+}
+
+// validate refuses bad options before anything is rendered, naming the flag.
+func (o ClusterOptions) validate(p config.Policy) error {
+	var errs FlagErrors
+	bad := func(flag, value, reason string) { errs = append(errs, FlagError{flag, value, reason}) }
+
+	if o.Name == "" {
+		bad("name", o.Name, "is required")
+	} else if msgs := validation.IsDNS1035Label(o.Name); len(msgs) > 0 {
+		bad("name", o.Name, "must be a DNS label (it names Services): "+strings.Join(msgs, "; "))
+	} else if len(o.Name) > 63-len("-headless") {
+		bad("name", o.Name, fmt.Sprintf("must be at most %d characters, so that %s-headless is a valid Service name", 63-len("-headless"), o.Name))
+	}
+	if o.Namespace != "" {
+		for _, msg := range validation.IsDNS1123Label(o.Namespace) {
+			bad("namespace", o.Namespace, msg)
+		}
+	}
+	rpm := p.Cluster.ReplicasPerMaster
+	if o.ReplicasPerMaster != nil {
+		rpm = *o.ReplicasPerMaster
+		if rpm < 0 {
+			bad("replicas-per-master", strconv.Itoa(rpm), "must be 0 or more")
+		}
+	}
+	if o.Masters != 0 && o.Masters < p.Cluster.MinMasters {
+		bad("masters", strconv.Itoa(o.Masters), fmt.Sprintf("must be at least %d (cluster.minMasters)", p.Cluster.MinMasters))
+	}
+	if o.Replicas != 0 {
+		if o.Masters != 0 || o.ReplicasPerMaster != nil {
+			bad("replicas", strconv.Itoa(o.Replicas), "give either --replicas or --masters and --replicas-per-master, not both")
+		} else if need := p.Cluster.MinMasters * (1 + rpm); o.Replicas < need {
+			bad("replicas", strconv.Itoa(o.Replicas), fmt.Sprintf("must be at least %d: %d masters x (1 + %d replicas per master)", need, p.Cluster.MinMasters, rpm))
+		}
+	}
+	if o.Memory != "" {
+		if q, err := resource.ParseQuantity(o.Memory); err != nil || q.Sign() <= 0 {
+			bad("memory", o.Memory, "must be a positive quantity such as 512Mi or 4Gi")
+		}
+	}
+	if o.Storage != "" {
+		if q, err := resource.ParseQuantity(o.Storage); err != nil || q.Sign() <= 0 {
+			bad("storage", o.Storage, "must be a positive quantity such as 8Gi")
+		}
+	}
+	if o.StorageClass != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(o.StorageClass) {
+			bad("storage-class", o.StorageClass, msg)
+		}
+	}
+	if o.TLSIssuer != "" {
+		kind, name, ok := strings.Cut(o.TLSIssuer, "/")
+		switch {
+		case !ok || name == "":
+			bad("tls-issuer", o.TLSIssuer, "must be KIND/NAME, such as ClusterIssuer/internal-ca or Issuer/valkey-ca")
+		case kind != "Issuer" && kind != "ClusterIssuer":
+			bad("tls-issuer", o.TLSIssuer, "the kind must be Issuer or ClusterIssuer")
+		default:
+			for _, msg := range validation.IsDNS1123Subdomain(name) {
+				bad("tls-issuer", o.TLSIssuer, "the name: "+msg)
+			}
+		}
+		if o.TLSSecret != "" {
+			bad("tls-secret", o.TLSSecret, "give either --tls-issuer or --tls-secret, not both")
+		}
+	}
+	if o.TLSSecret != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(o.TLSSecret) {
+			bad("tls-secret", o.TLSSecret, msg)
+		}
+	}
+	if o.Image != "" && strings.ContainsAny(o.Image, " \t\n") {
+		bad("image", o.Image, "must be an image reference without spaces")
+	}
+	return errs.orNil()
+}
+
+func or(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
