@@ -50,6 +50,13 @@ var modes = map[string]func() ([]byte, error){
 		}
 		return Render(objects, nil)
 	},
+	"install-self-managed": func() ([]byte, error) {
+		objects, err := Install(InstallOptions{CertMode: CertModeSelfManaged, Enforcement: "deny", FailurePolicy: "Ignore", Replicas: 3})
+		if err != nil {
+			return nil, err
+		}
+		return Render(objects, nil)
+	},
 	"install-dev": func() ([]byte, error) {
 		objects, err := Install(InstallOptions{DevURL: "https://127.0.0.1:9443", CABundle: []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")})
 		if err != nil {
@@ -132,7 +139,7 @@ func TestInstallFlagErrors(t *testing.T) {
 		{"kube-system", InstallOptions{Namespace: "kube-system"}, []string{"namespace"}},
 		{"bad failure policy", InstallOptions{FailurePolicy: "Sometimes"}, []string{"failure-policy"}},
 		{"bad enforcement", InstallOptions{Enforcement: "strict"}, []string{"enforcement"}},
-		{"self-managed certificates are not built", InstallOptions{CertMode: "self-managed"}, []string{"cert-mode"}},
+		{"unknown certificate mode", InstallOptions{CertMode: "vault"}, []string{"cert-mode"}},
 		{"no replicas", InstallOptions{Replicas: -1}, []string{"replicas"}},
 		{"dev URL without CA", InstallOptions{DevURL: "https://127.0.0.1:9443"}, []string{"ca-file"}},
 		{"dev URL with a path", InstallOptions{DevURL: "https://127.0.0.1:9443/x", CABundle: []byte("ca")}, []string{"dev-url"}},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/controller"
+	"github.com/valkey-webhook/valkey-webhook/internal/selfsigned"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
@@ -47,6 +48,7 @@ const (
 // Certificate modes of the install.
 const (
 	CertModeCertManager = "cert-manager"
+	CertModeSelfManaged = "self-managed"
 )
 
 // InstallOptions shape the installation of the webhook.
@@ -101,8 +103,8 @@ func (o InstallOptions) validate() error {
 	default:
 		bad("enforcement", o.Enforcement, "must be deny, warn or off")
 	}
-	if o.CertMode != CertModeCertManager {
-		bad("cert-mode", o.CertMode, "must be cert-manager (the self-managed mode is not built yet)")
+	if o.CertMode != CertModeCertManager && o.CertMode != CertModeSelfManaged {
+		bad("cert-mode", o.CertMode, "must be cert-manager or self-managed")
 	}
 	if o.DevURL != "" {
 		if u, err := url.Parse(o.DevURL); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
@@ -137,7 +139,10 @@ func Install(o InstallOptions) ([]client.Object, error) {
 		cfg.URL, cfg.CABundle = o.DevURL, o.CABundle
 		return webhookConfigurations(cfg), nil
 	}
-	cfg.Annotations = map[string]string{"cert-manager.io/inject-ca-from": o.Namespace + "/" + servingCert}
+	selfManaged := o.CertMode == CertModeSelfManaged
+	if !selfManaged {
+		cfg.Annotations = map[string]string{"cert-manager.io/inject-ca-from": o.Namespace + "/" + servingCert}
+	}
 
 	labels := map[string]string{"app.kubernetes.io/name": InstallName}
 	meta := func(name string) metav1.ObjectMeta {
@@ -146,6 +151,10 @@ func Install(o InstallOptions) ([]client.Object, error) {
 	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: InstallName, Namespace: o.Namespace}}
 	clusterRole := controller.ClusterRole(InstallName)
 	role := controller.Role(InstallName, o.Namespace)
+	if selfManaged {
+		clusterRole.Rules = append(clusterRole.Rules, selfsigned.ClusterRules(InstallName)...)
+		role.Rules = append(role.Rules, selfsigned.NamespaceRules(servingSecret)...)
+	}
 	objects := []client.Object{
 		&corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}},
 		&corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: meta(InstallName)},
@@ -190,7 +199,9 @@ func Install(o InstallOptions) ([]client.Object, error) {
 			},
 		},
 	}
-	objects = append(objects, certManagerObjects(o, meta)...)
+	if !selfManaged {
+		objects = append(objects, certManagerObjects(o, meta)...)
+	}
 	objects = append(objects, webhookConfigurations(cfg)...)
 	return objects, nil
 }
@@ -300,7 +311,11 @@ func deployment(o InstallOptions, labels map[string]string, meta metav1.ObjectMe
 							fmt.Sprintf("--health-probe-bind-address=:%d", healthPort),
 							fmt.Sprintf("--metrics-bind-address=:%d", metricsPort),
 							fmt.Sprintf("--shutdown-drain-delay=%ds", drainDelaySeconds),
+							"--cert-mode=" + certMode(o),
 						},
+						Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
+							FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+						}}},
 						Ports: []corev1.ContainerPort{
 							{Name: "webhook", ContainerPort: webhookPort, Protocol: corev1.ProtocolTCP},
 							{Name: "health", ContainerPort: healthPort, Protocol: corev1.ProtocolTCP},
@@ -318,12 +333,12 @@ func deployment(o InstallOptions, labels map[string]string, meta metav1.ObjectMe
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
 						VolumeMounts: []corev1.VolumeMount{
-							{Name: "tls", MountPath: certDir, ReadOnly: true},
+							{Name: "tls", MountPath: certDir, ReadOnly: o.CertMode != CertModeSelfManaged},
 							{Name: "policy", MountPath: policyDir, ReadOnly: true},
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: servingSecret}}},
+						tlsVolume(o),
 						{Name: "policy", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 							LocalObjectReference: corev1.LocalObjectReference{Name: policyConfigMap},
 						}}},
@@ -332,6 +347,25 @@ func deployment(o InstallOptions, labels map[string]string, meta metav1.ObjectMe
 			},
 		},
 	}
+}
+
+// certMode is serve's --cert-mode: cert-manager writes the files of the "files"
+// mode.
+func certMode(o InstallOptions) string {
+	if o.CertMode == CertModeSelfManaged {
+		return CertModeSelfManaged
+	}
+	return "files"
+}
+
+// tlsVolume holds the serving certificate: cert-manager's Secret, or an emptyDir
+// that serve writes in the self-managed mode (its Secret holds the CA key too, which
+// must not be mounted).
+func tlsVolume(o InstallOptions) corev1.Volume {
+	if o.CertMode == CertModeSelfManaged {
+		return corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}
+	}
+	return corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: servingSecret}}}
 }
 
 func typeMeta(apiVersion, kind string) metav1.TypeMeta {

@@ -109,8 +109,10 @@ func newGenerateInstallCommand() *cobra.Command {
 ServiceAccount, least-privilege ClusterRole and Role with their bindings, the policy
 ConfigMap, the Deployment with its PodDisruptionBudget and Service, the cert-manager
 Issuers and Certificates of its serving certificate, and the mutating, validating
-and enforcement webhook configurations (CA injected by cert-manager). cert-manager
-must be installed first.
+and enforcement webhook configurations. With --cert-mode cert-manager (the default,
+cert-manager installed first) cert-manager issues the serving certificate and
+injects its CA; with --cert-mode self-managed, serve issues it into a Secret of its
+namespace, renews it, and keeps the configurations' caBundle up to date.
 
 With --dev-url https://HOST:PORT --ca-file FILE it prints only the webhook
 configurations, calling a webhook that runs on a developer's machine
@@ -144,7 +146,7 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 	f.IntVar(&in.Replicas, "replicas", 2, "replicas of the webhook Deployment")
 	f.StringVar(&in.FailurePolicy, "failure-policy", "Fail", "failurePolicy of the webhooks for labeled StatefulSets: Fail or Ignore")
 	f.StringVar(&in.Enforcement, "enforcement", "warn", "enforcement.unlabeled: deny, warn or off")
-	f.StringVar(&in.CertMode, "cert-mode", generator.CertModeCertManager, "how the serving certificate is issued: cert-manager")
+	f.StringVar(&in.CertMode, "cert-mode", generator.CertModeCertManager, "how the serving certificate is issued: cert-manager (installed first), or self-managed (serve issues, renews and injects it)")
 	f.StringVar(&in.DevURL, "dev-url", "", "https://HOST:PORT of a webhook running outside the cluster: print only the webhook configurations")
 	f.StringVar(&caFile, "ca-file", "", "with --dev-url: PEM file of the CA that signed that webhook's certificate")
 	return cmd

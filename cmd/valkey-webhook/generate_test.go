@@ -62,7 +62,7 @@ func TestGenerateRefusesBadFlags(t *testing.T) {
 		{[]string{"generate", "cluster", "--name", "c", "--auth", "--no-auth"}, "--no-auth"},
 		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--storage", "x"}, "--storage"},
 		{[]string{"generate", "install", "--failure-policy", "Maybe"}, "--failure-policy"},
-		{[]string{"generate", "install", "--cert-mode", "self-managed"}, "--cert-mode"},
+		{[]string{"generate", "install", "--cert-mode", "vault"}, "--cert-mode"},
 		{[]string{"generate", "install", "--dev-url", "https://127.0.0.1:9443"}, "--ca-file"},
 		{[]string{"generate", "install", "--dev-url", "https://127.0.0.1:9443", "--ca-file", "/nonexistent/ca.crt"}, "--ca-file"},
 	} {

@@ -38,6 +38,7 @@ type serveOptions struct {
 	drainDelay  time.Duration
 	leaderElect bool
 	leaderNS    string
+	certs       certOptions
 }
 
 func newServeCommand(o *options) *cobra.Command {
@@ -75,6 +76,7 @@ Service stop sending it requests, then exits 0. The serving certificate in
 	f.StringVar(&s.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics; "0" turns metrics off`)
 	f.DurationVar(&s.drainDelay, "shutdown-drain-delay", 10*time.Second, "how long to keep serving after SIGTERM, not ready, before exiting")
+	s.certs.bindFlags(f)
 	f.BoolVar(&s.leaderElect, "leader-elect", true, "elect one replica to run the companion controller (the webhooks are served by every replica)")
 	f.StringVar(&s.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
@@ -101,6 +103,10 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.Policy) error {
 	log := ctrl.Log.WithName("serve")
 	scheme := newScheme()
+	certs, err := selfManagedCerts(parent, cfg, scheme, &s.certs, s.certDir)
+	if err != nil {
+		return err
+	}
 	certManager, err := servesCertificates(cfg)
 	if err != nil {
 		return fmt.Errorf("asking the API server for cert-manager's Certificate kind: %w", err)
@@ -123,6 +129,11 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	}
 	for path, hook := range webhook.Handlers(scheme, p) {
 		mgr.GetWebhookServer().Register(path, hook)
+	}
+	if certs != nil {
+		if err := mgr.Add(certs); err != nil {
+			return err
+		}
 	}
 	companions := &controller.CompanionReconciler{
 		Client:      mgr.GetClient(),
