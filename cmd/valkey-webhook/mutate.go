@@ -7,7 +7,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/internal/manifest"
-	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
 func newMutateCommand(o *options) *cobra.Command {
@@ -27,15 +26,10 @@ Exit codes: 0 done, 1 admission would deny an object, 2 unreadable input.`,
 			if output != "yaml" && output != "json" {
 				return badInput(fmt.Errorf("-o must be yaml or json, not %q", output))
 			}
-			p, err := o.policy()
+			docs, offline, err := offlineInput(o, file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			docs, err := readDocuments(file, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			offline := webhook.NewOffline(newScheme(), p)
 			var objects [][]byte
 			denied := false
 			for _, doc := range docs {

@@ -12,6 +12,19 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
+// offlineInput loads the policy and reads -f, for mutate and validate.
+func offlineInput(o *options, file string, stdin io.Reader) ([]manifest.Document, *webhook.Offline, error) {
+	p, err := o.policy()
+	if err != nil {
+		return nil, nil, err
+	}
+	docs, err := readDocuments(file, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	return docs, webhook.NewOffline(newScheme(), p), nil
+}
+
 // readDocuments reads -f, turning a read error into exit code 2.
 func readDocuments(file string, stdin io.Reader) ([]manifest.Document, error) {
 	if file == "" {

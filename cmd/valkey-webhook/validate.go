@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
 func newValidateCommand(o *options) *cobra.Command {
@@ -21,15 +19,10 @@ each denial with its field path, and each warning.
 Exit codes: 0 nothing denied, 1 something denied, 2 unreadable input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := o.policy()
+			docs, offline, err := offlineInput(o, file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			docs, err := readDocuments(file, cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			offline := webhook.NewOffline(newScheme(), p)
 			out := cmd.OutOrStdout()
 			denials := 0
 			for _, doc := range docs {

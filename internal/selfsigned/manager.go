@@ -142,31 +142,34 @@ func (m *Manager) store(ctx context.Context, secret *corev1.Secret, found bool, 
 func (m *Manager) patchCABundles(ctx context.Context, bundle []byte) error {
 	for _, name := range m.MutatingConfigurations {
 		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		err := m.patchCABundle(ctx, name, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
-			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
-			for i := range cfg.Webhooks {
-				out[i] = &cfg.Webhooks[i].ClientConfig
-			}
-			return out
-		})
-		if err != nil {
+		if err := m.patchCABundle(ctx, name, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
+			return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.MutatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
+			})
+		}); err != nil {
 			return err
 		}
 	}
 	for _, name := range m.ValidatingConfigurations {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		err := m.patchCABundle(ctx, name, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
-			out := make([]*admissionregistrationv1.WebhookClientConfig, len(cfg.Webhooks))
-			for i := range cfg.Webhooks {
-				out[i] = &cfg.Webhooks[i].ClientConfig
-			}
-			return out
-		})
-		if err != nil {
+		if err := m.patchCABundle(ctx, name, cfg, bundle, func() []*admissionregistrationv1.WebhookClientConfig {
+			return clientConfigs(cfg.Webhooks, func(w *admissionregistrationv1.ValidatingWebhook) *admissionregistrationv1.WebhookClientConfig {
+				return &w.ClientConfig
+			})
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// clientConfigs points at the client configuration of each webhook.
+func clientConfigs[W any](webhooks []W, of func(*W) *admissionregistrationv1.WebhookClientConfig) []*admissionregistrationv1.WebhookClientConfig {
+	out := make([]*admissionregistrationv1.WebhookClientConfig, len(webhooks))
+	for i := range webhooks {
+		out[i] = of(&webhooks[i])
+	}
+	return out
 }
 
 // patchCABundle reads one configuration into cfg and patches the caBundle of the
