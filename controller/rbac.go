@@ -17,6 +17,9 @@ func ClusterRole(name string) *rbacv1.ClusterRole {
 		Rules: []rbacv1.PolicyRule{
 			// The labeled StatefulSets, and the checksum annotations of their template.
 			{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
+			// Owner references with blockOwnerDeletion, where the
+			// OwnerReferencesPermissionEnforcement admission plugin is on.
+			{APIGroups: []string{"apps"}, Resources: []string{"statefulsets/finalizers"}, Verbs: []string{"update"}},
 			// Companions, server-side applied (create and patch); delete only when the
 			// policy turns one off.
 			{APIGroups: []string{""}, Resources: []string{"configmaps", "services"}, Verbs: manage},
