@@ -161,7 +161,9 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 			`    --from-file=auth.conf=<(printf 'requirepass "%s"\nmasterauth "%s"\n' "$P" "$P")`,
 		)
 	}
-	header = append(header, "The cluster still has to be formed once the pods run: `valkey-cli --cluster create` (a `valkey-webhook cluster init` Job is not built yet).")
+	header = append(header,
+		"Form the cluster once every pod runs (a Job that does it is not built yet):",
+		"  valkey-webhook cluster init"+initFlags(&eff)+" --nodes "+podAddresses(sts, &eff))
 	return objects, header, nil
 }
 
@@ -246,4 +248,30 @@ func or(s, fallback string) string {
 		return fallback
 	}
 	return s
+}
+
+// podAddresses lists the pods' DNS names behind the headless Service, for
+// `cluster init --nodes`.
+func podAddresses(sts *appsv1.StatefulSet, p *config.Policy) string {
+	ns := or(sts.Namespace, "NAMESPACE")
+	addrs := make([]string, *sts.Spec.Replicas)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("%s-%d.%s.%s.svc:%d", sts.Name, i, defaults.GoverningServiceName(sts), ns, p.Valkey.Port)
+	}
+	return strings.Join(addrs, ",")
+}
+
+// initFlags are the `cluster init` flags the cluster's TLS and auth call for.
+func initFlags(p *config.Policy) string {
+	var flags string
+	if p.Auth.Enabled {
+		flags += " --password-file FILE_WITH_THE_PASSWORD"
+	}
+	if p.TLSEnabled() {
+		flags += " --tls-ca ca.crt"
+		if p.TLS.AuthClients {
+			flags += " --tls-cert tls.crt --tls-key tls.key"
+		}
+	}
+	return flags
 }

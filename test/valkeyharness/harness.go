@@ -1,0 +1,605 @@
+// Package valkeyharness runs the pods of a hardened Valkey cluster StatefulSet as
+// local valkey-server processes, for tests. Each pod runs exactly as the hardened
+// container does: the valkey.conf defaults.ValkeyConf renders, the command and
+// arguments defaults.Harden sets (valkey-server /etc/valkey/valkey.conf
+// --cluster-announce-ip $(POD_IP)), the auth files defaults.AuthSecret renders.
+// Only what a shared host forces is changed: every pod has a directory of its own
+// standing in for its volumes (/data, /etc/valkey/auth, /etc/valkey/tls), and
+// binds its own loopback address 127.0.x.y, its pod IP.
+//
+// A pod's data directory survives Restart, which stops every pod and starts it
+// again on a new address: the full restart with new pod IPs of a Kubernetes
+// cluster. Every wait is bounded; Close kills whatever still runs.
+package valkeyharness
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// Port is the client port every pod listens on (the policy's default); the bus
+// port is Port + 10000.
+const Port = 6379
+
+// Timeouts of the harness's own waits.
+const (
+	startTimeout = 30 * time.Second
+	stopTimeout  = 30 * time.Second
+	pollInterval = 50 * time.Millisecond
+)
+
+// Options say what cluster to run.
+type Options struct {
+	// Pods is the number of pods (valkey-server processes).
+	Pods int
+	// Dir holds one directory per pod; a test's t.TempDir().
+	Dir string
+	// Auth turns auth.enabled on: a random password in the pods' auth files.
+	Auth bool
+	// TLS turns TLS on (as tls.secretName does), with a CA made for the run and a
+	// certificate per pod for its address. TLSAuthClients sets tls.authClients.
+	TLS            bool
+	TLSAuthClients bool
+	// Policy, when set, edits the policy (built-in defaults) before rendering.
+	Policy func(*config.Policy)
+}
+
+// Cluster is the running pods of one StatefulSet.
+type Cluster struct {
+	// Password is the auth Secret's password; empty without auth.
+	Password string
+	// TLS holds the CA and a client certificate; nil without TLS.
+	TLS  *TLSFiles
+	Pods []*Pod
+
+	opts    Options
+	policy  config.Policy
+	conf    string
+	command []string
+	auth    map[string][]byte
+	mu      sync.Mutex
+	closed  bool
+}
+
+// Pod is one valkey-server process.
+type Pod struct {
+	Name string
+	// Dir stands in for the pod's volumes: data/, auth/, tls/, and valkey.conf.
+	Dir string
+	// IP is the pod IP, a loopback address; Addr is IP:Port.
+	IP   string
+	Addr string
+
+	c    *Cluster
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start writes each pod's files and starts every pod on a free loopback address,
+// then waits until each answers PING.
+func Start(opts Options) (*Cluster, error) {
+	if opts.Pods < 1 || opts.Dir == "" {
+		return nil, errors.New("valkeyharness: Pods and Dir must be set")
+	}
+	if _, err := exec.LookPath("valkey-server"); err != nil {
+		return nil, fmt.Errorf("valkeyharness: valkey-server is not installed: %w", err)
+	}
+	policy := config.Default()
+	policy.Auth.Enabled = opts.Auth
+	if opts.TLS {
+		policy.TLS.SecretName = "cache-tls"
+		policy.TLS.AuthClients = opts.TLSAuthClients
+	}
+	if opts.Policy != nil {
+		opts.Policy(&policy)
+	}
+	sts := minimalStatefulSet()
+	hardened := sts.DeepCopy()
+	defaults.Harden(hardened, nil, &policy)
+	i := defaults.ValkeyContainerIndex(&hardened.Spec.Template.Spec)
+	if i < 0 {
+		return nil, errors.New("valkeyharness: the hardened StatefulSet has no valkey container")
+	}
+	vc := hardened.Spec.Template.Spec.Containers[i]
+	c := &Cluster{
+		opts:    opts,
+		policy:  policy,
+		conf:    defaults.ValkeyConf(sts, &policy),
+		command: append(append([]string{}, vc.Command...), vc.Args...),
+	}
+	if opts.Auth {
+		c.Password = randomPassword()
+		c.auth = defaults.AuthSecret(sts, &policy, c.Password).Data
+	}
+	if opts.TLS {
+		files, err := newTLSFiles(filepath.Join(opts.Dir, "client"))
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = files
+	}
+	for i := range opts.Pods {
+		name := fmt.Sprintf("%s-%d", sts.Name, i)
+		c.Pods = append(c.Pods, &Pod{Name: name, Dir: filepath.Join(opts.Dir, name), c: c})
+	}
+	if err := c.startAll(nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// minimalStatefulSet is examples/minimal-statefulset.yaml.
+func minimalStatefulSet() *appsv1.StatefulSet {
+	replicas := int32(6)
+	labels := map[string]string{"app": "cache"}
+	return &appsv1.StatefulSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{Name: "cache", Namespace: "team-a", Labels: map[string]string{defaults.ClusterLabel: defaults.ClusterLabelEnabled}},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:  defaults.ValkeyContainer,
+					Image: "docker.io/valkey/valkey:8.0.1",
+					Resources: corev1.ResourceRequirements{
+						Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+					},
+				}}},
+			},
+		},
+	}
+}
+
+func randomPassword() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Addresses are the pods' current host:port addresses, in pod order.
+func (c *Cluster) Addresses() []string {
+	out := make([]string, len(c.Pods))
+	for i, p := range c.Pods {
+		out[i] = p.Addr
+	}
+	return out
+}
+
+// ClientTLS is the TLS configuration a client of the cluster uses: the CA, and
+// the client certificate. Nil without TLS.
+func (c *Cluster) ClientTLS() *tls.Config {
+	if c.TLS == nil {
+		return nil
+	}
+	return c.TLS.ClientConfig()
+}
+
+// ClientOption is a valkey-go option for the given addresses with the cluster's
+// password and TLS.
+func (c *Cluster) ClientOption(addrs ...string) valkey.ClientOption {
+	return valkey.ClientOption{
+		InitAddress:  addrs,
+		Password:     c.Password,
+		TLSConfig:    c.ClientTLS(),
+		DisableCache: true,
+		Dialer:       net.Dialer{Timeout: 5 * time.Second},
+	}
+}
+
+// NodeClient connects to one pod alone.
+func (c *Cluster) NodeClient(addr string) (valkey.Client, error) {
+	o := c.ClientOption(addr)
+	o.ForceSingleClient = true
+	cl, err := valkey.NewClient(o)
+	if err != nil && cl != nil {
+		cl.Close()
+	}
+	return cl, err
+}
+
+// Restart stops every pod, then starts each again, with its data directory, on a
+// loopback address none of them had: the full restart with new pod IPs.
+func (c *Cluster) Restart() error {
+	old := map[string]bool{}
+	for _, p := range c.Pods {
+		old[p.IP] = true
+	}
+	if err := c.StopAll(); err != nil {
+		return err
+	}
+	return c.startAll(old)
+}
+
+// StopAll stops every pod as Kubernetes does (SIGTERM, then SIGKILL after a
+// bounded wait).
+func (c *Cluster) StopAll() error {
+	errs := make([]error, len(c.Pods))
+	var wg sync.WaitGroup
+	for i, p := range c.Pods {
+		wg.Go(func() { errs[i] = p.Stop() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close kills every pod that still runs and frees the addresses. Safe to call
+// more than once.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	for _, p := range c.Pods {
+		p.kill()
+	}
+}
+
+// Logs returns the end of every pod's log, for a failing test's output.
+func (c *Cluster) Logs() string {
+	var b strings.Builder
+	for _, p := range c.Pods {
+		data, _ := os.ReadFile(filepath.Join(p.Dir, "valkey.log"))
+		if len(data) > 16000 {
+			data = data[len(data)-16000:]
+		}
+		fmt.Fprintf(&b, "==> %s (%s) <==\n%s\n", p.Name, p.Addr, data)
+	}
+	return b.String()
+}
+
+// startAll picks a free loopback address for every pod, outside avoid, writes its
+// files and starts it. Address choice and start are serialized across test
+// processes by a lock file, so that two test binaries never pick the same
+// address.
+func (c *Cluster) startAll(avoid map[string]bool) error {
+	unlock, next, err := lockAddresses()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, p := range c.Pods {
+		ip, err := next.free(avoid)
+		if err != nil {
+			return err
+		}
+		p.IP, p.Addr = ip, net.JoinHostPort(ip, strconv.Itoa(Port))
+		if avoid == nil {
+			avoid = map[string]bool{}
+		}
+		avoid[ip] = true
+		if err := p.writeFiles(); err != nil {
+			return err
+		}
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	errs := make([]error, len(c.Pods))
+	var wg sync.WaitGroup
+	for i, p := range c.Pods {
+		wg.Go(func() { errs[i] = p.waitReady(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Loopback addresses are handed out in turn from 127.0.0.10 up to 127.0.255.250
+// (the last octet 10 to 250), the position kept in a file beside the lock, by
+// every process that uses this package. An address is not handed out again
+// until the turn comes round, some 60,000 addresses later: nodes that were
+// restarted on new addresses keep calling their old ones (as after a full
+// restart of a Kubernetes cluster), and must not find another test's nodes
+// there.
+const (
+	firstHost, lastHost = 10, 250
+	hostsPerNet         = lastHost - firstHost + 1
+	addressCount        = 256 * hostsPerNet
+)
+
+// addressTurn is the position of the next address to hand out.
+type addressTurn struct{ file *os.File }
+
+func addressOf(i int) string {
+	return fmt.Sprintf("127.0.%d.%d", i/hostsPerNet, firstHost+i%hostsPerNet)
+}
+
+// lockAddresses takes an exclusive lock shared by every process on the machine
+// that uses this package, and returns the turn it guards.
+func lockAddresses() (unlock func(), next *addressTurn, err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "valkeyharness.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("valkeyharness: lock file: %w", err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, &addressTurn{file: f}, nil
+		}
+		if time.Now().After(deadline) {
+			_ = f.Close()
+			return nil, nil, fmt.Errorf("valkeyharness: waiting for the address lock: %w", err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// free hands out the next loopback address on which both the client and the bus
+// port are free, outside avoid, and moves the turn past it.
+func (t *addressTurn) free(avoid map[string]bool) (string, error) {
+	buf := make([]byte, 32)
+	n, _ := t.file.ReadAt(buf, 0)
+	pos, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	for range addressCount {
+		pos = (pos + 1) % addressCount
+		ip := addressOf(pos)
+		if avoid[ip] || inUse(ip) {
+			continue
+		}
+		if bindable(ip, Port) && bindable(ip, Port+defaults.BusPortOffset) {
+			claim(ip)
+			if err := t.file.Truncate(0); err != nil {
+				return "", err
+			}
+			if _, err := t.file.WriteAt([]byte(strconv.Itoa(pos)), 0); err != nil {
+				return "", err
+			}
+			return ip, nil
+		}
+	}
+	return "", errors.New("valkeyharness: no free loopback address in 127.0.0.10 to 127.0.255.250 (ports 6379 and 16379)")
+}
+
+var (
+	claimedMu sync.Mutex
+	claimed   = map[string]bool{}
+)
+
+func inUse(ip string) bool {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	return claimed[ip]
+}
+
+func claim(ip string) {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	claimed[ip] = true
+}
+
+func release(ip string) {
+	claimedMu.Lock()
+	defer claimedMu.Unlock()
+	delete(claimed, ip)
+}
+
+func bindable(ip string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
+// writeFiles writes valkey.conf with the pod's paths and address, the auth files
+// and the TLS files. The data directory is created once and kept.
+func (p *Pod) writeFiles() error {
+	c := p.c
+	for _, d := range []string{"data", "auth", "tls"} {
+		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "valkey.conf"), []byte(p.podConf()), 0o600); err != nil {
+		return err
+	}
+	for name, data := range c.auth {
+		if err := os.WriteFile(filepath.Join(p.Dir, "auth", name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	if c.TLS != nil {
+		if err := c.TLS.writeServer(filepath.Join(p.Dir, "tls"), p.Name, p.IP); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// podConf is the rendered valkey.conf with the container paths moved into the
+// pod's directory and bind set to the pod's address.
+func (p *Pod) podConf() string {
+	var out []string
+	for _, line := range strings.Split(p.c.conf, "\n") {
+		if strings.HasPrefix(line, "bind ") {
+			line = "bind " + p.IP
+		}
+		line = p.rewritePaths(line)
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// rewritePaths moves every container path to the pod's directory.
+func (p *Pod) rewritePaths(s string) string {
+	for _, m := range []struct{ from, to string }{
+		{defaults.ConfigFile, filepath.Join(p.Dir, "valkey.conf")},
+		{defaults.AuthDir, filepath.Join(p.Dir, "auth")},
+		{defaults.TLSDir, filepath.Join(p.Dir, "tls")},
+		{defaults.DataDir, filepath.Join(p.Dir, "data")},
+	} {
+		s = replacePath(s, m.from, m.to)
+	}
+	return s
+}
+
+// replacePath replaces the path from, as a whole path or a prefix ending at "/".
+func replacePath(s, from, to string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, from)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(from)
+		whole := (i == 0 || s[i-1] == ' ' || s[i-1] == '"') && (end == len(s) || strings.ContainsRune("/ \"", rune(s[end])))
+		b.WriteString(s[:i])
+		if whole {
+			b.WriteString(to)
+		} else {
+			b.WriteString(from)
+		}
+		s = s[end:]
+	}
+}
+
+// args is the hardened container's command with the pod's paths and $(POD_IP).
+func (p *Pod) args() []string {
+	out := make([]string, len(p.c.command))
+	for i, a := range p.c.command {
+		a = strings.ReplaceAll(a, "$("+defaults.PodIPEnv+")", p.IP)
+		out[i] = p.rewritePaths(a)
+	}
+	return out
+}
+
+func (p *Pod) start() error {
+	p.c.mu.Lock()
+	closed := p.c.closed
+	p.c.mu.Unlock()
+	if closed {
+		return errors.New("valkeyharness: cluster closed")
+	}
+	log, err := os.OpenFile(filepath.Join(p.Dir, "valkey.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	args := p.args()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = p.Dir
+	cmd.Stdout, cmd.Stderr = log, log
+	// The pods die with the test process, even when it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return fmt.Errorf("valkeyharness: starting %s: %w", p.Name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	done := p.done
+	go func() {
+		_ = cmd.Wait()
+		_ = log.Close()
+		close(done)
+	}()
+	return nil
+}
+
+// Running reports whether the pod's process runs.
+func (p *Pod) Running() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitReady waits until the pod answers PING with PONG.
+func (p *Pod) waitReady(ctx context.Context) error {
+	var last error
+	for {
+		if !p.Running() {
+			return fmt.Errorf("valkeyharness: %s exited at start; its log:\n%s", p.Name, p.c.Logs())
+		}
+		last = p.ping(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("valkeyharness: %s at %s did not answer PING within %s: %w", p.Name, p.Addr, startTimeout, last)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func (p *Pod) ping(ctx context.Context) error {
+	cl, err := p.c.NodeClient(p.Addr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return cl.Do(ctx, cl.B().Ping().Build()).Error()
+}
+
+// Stop stops the pod: SIGTERM, which makes valkey-server save and exit, then
+// SIGKILL if it has not exited within a bounded wait.
+//
+// NOTE: valkey-server drops a SIGTERM that arrives while a replica writes its
+// initial AOF after a full sync ("Writing initial AOF, can't exit"); in
+// Kubernetes such a pod is killed at the end of its grace period. Stop sends
+// SIGTERM again every second, so that the pod saves and exits as soon as it can,
+// instead of being killed.
+func (p *Pod) Stop() error {
+	if !p.Running() {
+		return nil
+	}
+	deadline := time.After(stopTimeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			release(p.IP)
+			return nil
+		case <-deadline:
+			p.kill()
+			return fmt.Errorf("valkeyharness: %s did not stop within %s of SIGTERM; killed", p.Name, stopTimeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Pod) kill() {
+	if p.Running() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	if p.IP != "" {
+		release(p.IP)
+	}
+}
