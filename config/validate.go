@@ -43,7 +43,7 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 		}
 	}
 	positiveQuantity := func(key, v string) {
-		q, err := resource.ParseQuantity(v)
+		q, err := parseQuantity(v)
 		if err != nil {
 			errs = append(errs, field.Invalid(pathOf(key), v, "must be a quantity such as 8Gi or 512Mi"))
 		} else if q.Sign() <= 0 {
@@ -163,4 +163,23 @@ func validateSave(s string) string {
 		}
 	}
 	return ""
+}
+
+// parseQuantity is resource.ParseQuantity for the quantities of a policy, which an
+// annotation can set: it first refuses a value longer than any real quantity, and
+// a decimal exponent out of range. ParseQuantity truncates the exponent of
+// ".00001E8010000001000" to 32 bits and then spends minutes rounding a number of
+// millions of digits, which would hold the webhook far past its timeout.
+func parseQuantity(s string) (resource.Quantity, error) {
+	if len(s) > 64 {
+		return resource.Quantity{}, resource.ErrFormatWrong
+	}
+	suffix := strings.TrimLeft(s, "+-0123456789.")
+	if len(suffix) > 1 && (suffix[0] == 'e' || suffix[0] == 'E') && suffix != "Ei" {
+		exponent, err := strconv.Atoi(suffix[1:])
+		if err != nil || exponent < -30 || exponent > 30 {
+			return resource.Quantity{}, resource.ErrFormatWrong
+		}
+	}
+	return resource.ParseQuantity(s)
 }

@@ -4,14 +4,18 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	serializerjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -101,23 +105,58 @@ func (e *Enforcer) ValidateDelete(context.Context, *appsv1.StatefulSet) (admissi
 func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
-		MutatePath:   guarded(mutating(scheme, decoder, p)),
+		MutatePath:   guarded(mutating(decoder, p)),
 		ValidatePath: guarded(admission.WithValidator(scheme, &Validator{Policy: p})),
 		EnforcePath:  guarded(admission.WithValidator(scheme, &Enforcer{Policy: p})),
 	}
 }
 
 // mutating is the mutating webhook, its patch limited to the intended changes.
-func mutating(scheme *runtime.Scheme, decoder admission.Decoder, p config.Policy) *admission.Webhook {
-	wh := admission.WithDefaulter(scheme, &Mutator{Policy: p, Decoder: decoder})
-	wh.Handler = onlyIntendedChanges(decoder, wh.Handler)
-	return wh
+func mutating(decoder admission.Decoder, p config.Policy) *admission.Webhook {
+	return &admission.Webhook{Handler: &mutatingHandler{mutator: &Mutator{Policy: p, Decoder: decoder}}}
 }
 
 // guarded puts statefulSetsOnly in front of a webhook's handler.
 func guarded(wh *admission.Webhook) *admission.Webhook {
 	wh.Handler = statefulSetsOnly(wh.Handler)
+	wh.WithContextFunc = withReviewVersion
 	return wh
+}
+
+// reviewVersionKey holds, in a request's context, the apiVersion and kind the
+// AdmissionReview was sent with.
+type reviewVersionKey struct{}
+
+// withReviewVersion records the AdmissionReview's apiVersion and kind in the
+// context. The framework decodes any apiVersion as admission.k8s.io/v1 and answers
+// in the apiVersion it was sent, so a review of a version that does not exist
+// would otherwise be acted on, and answered in a form the API server cannot read.
+// The body is left for the framework to read; one it cannot parse is its to report.
+func withReviewVersion(ctx context.Context, r *http.Request) context.Context {
+	if r.Body == nil || r.Body == http.NoBody {
+		return ctx
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+	if err != nil || len(body) > maxReviewBytes {
+		return ctx
+	}
+	gvk, err := serializerjson.DefaultMetaFactory.Interpret(body)
+	if err != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, reviewVersionKey{}, *gvk)
+}
+
+// maxReviewBytes is the framework's limit on a request body; larger ones get its 413.
+const maxReviewBytes = 7 << 20
+
+// supportedReview reports whether an AdmissionReview of gvk can be answered.
+func supportedReview(gvk schema.GroupVersionKind) bool {
+	return gvk.Group == admissionv1.GroupName && gvk.Kind == "AdmissionReview" && (gvk.Version == "v1" || gvk.Version == "v1beta1")
 }
 
 // statefulSetsOnly lets through, unchanged, every request that is not a CREATE or
@@ -126,6 +165,9 @@ func guarded(wh *admission.Webhook) *admission.Webhook {
 // missing. Only well-formed StatefulSet requests reach h.
 func statefulSetsOnly(h admission.Handler) admission.Handler {
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
+		if gvk, ok := ctx.Value(reviewVersionKey{}).(schema.GroupVersionKind); ok && !supportedReview(gvk) {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview's apiVersion %q and kind %q are not supported: valkey-webhook answers admission.k8s.io/v1 (and v1beta1) AdmissionReviews", gvk.GroupVersion().String(), gvk.Kind))
+		}
 		switch {
 		case req.UID == "":
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview has no request, or its request has no uid"))
