@@ -38,7 +38,7 @@ func TestClusterFlagsRefused(t *testing.T) {
 // The full restart and heal are covered in test/lifecycle.
 func TestClusterCommands(t *testing.T) {
 	if _, err := exec.LookPath("valkey-server"); err != nil {
-		t.Skip("valkey-server is not installed; test/lifecycle needs it too")
+		t.Fatal("valkey-server is not installed: install valkey-server and valkey-tools from bookworm-backports (see the README), as .ci/run does")
 	}
 	c, err := valkeyharness.Start(valkeyharness.Options{
 		Pods: 6, Dir: t.TempDir(), Auth: true, TLS: true, TLSAuthClients: true,
