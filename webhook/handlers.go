@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	serializerjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -53,51 +54,29 @@ func (m *Mutator) Default(ctx context.Context, sts *appsv1.StatefulSet) error {
 	return Mutate(sts, old, m.Policy)
 }
 
-// Validator is the validating webhook for labeled StatefulSets.
-type Validator struct {
-	Policy config.Policy
+// ruleValidator adapts a pure check of a StatefulSet (Validate, Enforce) to
+// admission.Validator: CREATE and UPDATE run the check on the new object, DELETE
+// is always allowed.
+type ruleValidator struct {
+	check func(*appsv1.StatefulSet, config.Policy) (field.ErrorList, []string)
+	p     config.Policy
 }
 
-var _ admission.Validator[*appsv1.StatefulSet] = &Validator{}
+var _ admission.Validator[*appsv1.StatefulSet] = ruleValidator{}
 
-// ValidateCreate denies an unsafe labeled StatefulSet.
-func (v *Validator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Validate(sts, v.Policy)
+// ValidateCreate runs the check.
+func (v ruleValidator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	errs, warnings := v.check(sts, v.p)
 	return warnings, invalid(sts.Name, errs)
 }
 
-// ValidateUpdate denies an update that leaves a labeled StatefulSet unsafe.
-func (v *Validator) ValidateUpdate(_ context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Validate(sts, v.Policy)
-	return warnings, invalid(sts.Name, errs)
+// ValidateUpdate runs the check on the new object.
+func (v ruleValidator) ValidateUpdate(ctx context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	return v.ValidateCreate(ctx, sts)
 }
 
 // ValidateDelete allows every delete.
-func (v *Validator) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
-	return nil, nil
-}
-
-// Enforcer is the cluster-wide validating webhook for unlabeled StatefulSets.
-type Enforcer struct {
-	Policy config.Policy
-}
-
-var _ admission.Validator[*appsv1.StatefulSet] = &Enforcer{}
-
-// ValidateCreate denies or warns about an unlabeled Valkey cluster.
-func (e *Enforcer) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Enforce(sts, e.Policy)
-	return warnings, invalid(sts.Name, errs)
-}
-
-// ValidateUpdate denies or warns about an unlabeled Valkey cluster.
-func (e *Enforcer) ValidateUpdate(_ context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	errs, warnings := Enforce(sts, e.Policy)
-	return warnings, invalid(sts.Name, errs)
-}
-
-// ValidateDelete allows every delete.
-func (e *Enforcer) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
+func (v ruleValidator) ValidateDelete(context.Context, *appsv1.StatefulSet) (admission.Warnings, error) {
 	return nil, nil
 }
 
@@ -106,8 +85,8 @@ func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Web
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
 		MutatePath:   guarded(mutating(decoder, p)),
-		ValidatePath: guarded(admission.WithValidator(scheme, &Validator{Policy: p})),
-		EnforcePath:  guarded(admission.WithValidator(scheme, &Enforcer{Policy: p})),
+		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, p: p})),
+		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, p: p})),
 	}
 }
 
