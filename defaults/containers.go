@@ -34,13 +34,13 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	if c.LivenessProbe == nil {
 		// LOADING and MASTERDOWN are alive: restarting a node that loads a large
 		// dataset only starts the load again.
-		c.LivenessProbe = execProbe(p, "^(PONG|LOADING|MASTERDOWN)", 10, 6)
+		c.LivenessProbe = execProbe(p, "ping", "^(PONG|LOADING|MASTERDOWN)", 10, 6)
 	}
 	if c.ReadinessProbe == nil {
-		c.ReadinessProbe = execProbe(p, "^PONG$", 5, 3)
+		c.ReadinessProbe = clusterReadinessProbe(p)
 	}
 	if c.StartupProbe == nil && p.StartupProbe.Enabled {
-		c.StartupProbe = execProbe(p, "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
+		c.StartupProbe = execProbe(p, "ping", "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
 	}
 
 	if hasClaimTemplate(sts, DataVolume) || HasVolume(&sts.Spec.Template.Spec, DataVolume) {
@@ -58,19 +58,34 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	}
 }
 
-// execProbe asks the local server for PING with valkey-cli and matches the reply
-// against pattern. TLS and auth aware: the password is read from the mounted Secret
-// file into valkey-cli's environment, never put on a command line.
-func execProbe(p *config.Policy, pattern string, period, failures int32) *corev1.Probe {
+// execProbe sends command to the local server with valkey-cli and matches the
+// reply's lines against pattern. TLS and auth aware: the password is read from the
+// mounted Secret file into valkey-cli's environment, never put on a command line.
+func execProbe(p *config.Policy, command, pattern string, period, failures int32) *corev1.Probe {
 	return &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{
-			Exec: &corev1.ExecAction{Command: []string{"sh", "-c", cliCommand(p) + " ping | grep -qE '" + pattern + "'"}},
+			Exec: &corev1.ExecAction{Command: []string{"sh", "-c", cliCommand(p) + " " + command + " | grep -qE '" + pattern + "'"}},
 		},
 		TimeoutSeconds:   5,
 		PeriodSeconds:    period,
 		SuccessThreshold: 1,
 		FailureThreshold: failures,
 	}
+}
+
+// ReadyPattern matches a line of CLUSTER INFO from a node that should receive
+// traffic: its view of the cluster is ok, or no slot is assigned yet. A node of a
+// cluster not formed yet is ready, so that a probe can never hold back the pods
+// that must start before the cluster can form.
+const ReadyPattern = "^(cluster_state:ok|cluster_slots_assigned:0)[[:space:]]*$"
+
+// clusterReadinessProbe is ready when the local server answers CLUSTER INFO and
+// either the cluster is not formed yet or this node's view of it is ok. It asks
+// the server each time: nothing is cached in a file, so a node that loses its
+// cluster (peers at stale addresses after a full restart) turns unready at once,
+// and a formed cluster's pods never wait on a bootstrap that already happened.
+func clusterReadinessProbe(p *config.Policy) *corev1.Probe {
+	return execProbe(p, "cluster info", ReadyPattern, 5, 3)
 }
 
 // cliCommand is the valkey-cli invocation that reaches the local server.
