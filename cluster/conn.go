@@ -180,13 +180,18 @@ func (m *member) connect(ctx context.Context, opts Options) error {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
+	tlsConfig := opts.TLS
+	if tlsConfig != nil && m.ServerName != "" {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.ServerName = m.ServerName
+	}
 	c, err := valkey.NewClient(valkey.ClientOption{
 		InitAddress:       []string{m.Address},
 		ForceSingleClient: true,
 		DisableCache:      true,
 		DisableRetry:      true,
 		Password:          opts.Password,
-		TLSConfig:         opts.TLS,
+		TLSConfig:         tlsConfig,
 		Dialer:            net.Dialer{Timeout: timeout},
 		ConnWriteTimeout:  10 * time.Second,
 		ClientName:        "valkey-webhook-cluster",

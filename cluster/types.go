@@ -27,6 +27,10 @@ type Node struct {
 	// out of their master's zone, or failing that off its Kubernetes node.
 	Zone string `json:"zone,omitempty"`
 	Host string `json:"host,omitempty"`
+	// ServerName, when set, is the name TLS verifies the server certificate
+	// against instead of Address's host: a pod reached at its IP, with a
+	// certificate for its DNS name.
+	ServerName string `json:"serverName,omitempty"`
 }
 
 // DefaultTimeout bounds an operation when Options.Timeout is zero.

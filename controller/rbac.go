@@ -28,6 +28,10 @@ func ClusterRole(name string) *rbacv1.ClusterRole {
 			{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificates"}, Verbs: manage},
 			// The auth Secret is created once; TLS Secrets are read for their checksum.
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create"}},
+			// The lifecycle controller: the pods of labeled StatefulSets, and the zone
+			// label of the nodes they run on.
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
 			{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		},
 	}

@@ -38,6 +38,7 @@ type serveOptions struct {
 	drainDelay  time.Duration
 	leaderElect bool
 	leaderNS    string
+	lifecycle   bool
 	certs       certOptions
 }
 
@@ -77,7 +78,8 @@ Service stop sending it requests, then exits 0. The serving certificate in
 	f.StringVar(&s.metricsAddr, "metrics-bind-address", ":8080", `address of /metrics; "0" turns metrics off`)
 	f.DurationVar(&s.drainDelay, "shutdown-drain-delay", 10*time.Second, "how long to keep serving after SIGTERM, not ready, before exiting")
 	s.certs.bindFlags(f)
-	f.BoolVar(&s.leaderElect, "leader-elect", true, "elect one replica to run the companion controller (the webhooks are served by every replica)")
+	f.BoolVar(&s.leaderElect, "leader-elect", true, "elect one replica to run the companion and lifecycle controllers (the webhooks are served by every replica)")
+	f.BoolVar(&s.lifecycle, "cluster-lifecycle", true, "form the Valkey cluster of every labeled StatefulSet once its pods run, and heal it after they come back on new IPs (false: run `valkey-webhook cluster init|heal` yourself)")
 	f.StringVar(&s.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	logFlags := flag.NewFlagSet("log", flag.ContinueOnError)
 	zapOpts.BindFlags(logFlags)
@@ -144,6 +146,17 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	}
 	if err := companions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the companion controller: %w", err)
+	}
+	if s.lifecycle {
+		lifecycle := &controller.LifecycleReconciler{
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+			Recorder:  mgr.GetEventRecorder("valkey-webhook"),
+			Policy:    p,
+		}
+		if err := lifecycle.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the cluster lifecycle controller: %w", err)
+		}
 	}
 
 	var draining atomic.Bool
