@@ -83,9 +83,13 @@ func TestClusterNodes(t *testing.T) {
 			{Address: "10.0.0.12:6379", Host: "n2", Zone: "b"},
 		},
 	}, {
-		name:    "a missing, a pending and a deleted pod: wait, naming each",
-		policy:  plain,
-		pods:    three(func(p []corev1.Pod) { p[0].Status.Phase = ""; p[1].DeletionTimestamp = ptr.To(metav1.Now()); p[2] = foreign }),
+		name:   "a missing, a pending and a deleted pod: wait, naming each",
+		policy: plain,
+		pods: three(func(p []corev1.Pod) {
+			p[0].Status.Phase = ""
+			p[1].DeletionTimestamp = ptr.To(metav1.Now())
+			p[2] = foreign
+		}),
 		waiting: "cache-0 is being deleted, cache-1 does not exist, cache-2 is Pending",
 	}, {
 		name:    "a running pod without an IP: wait",
