@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,8 +80,7 @@ type Cluster struct {
 	conf    string
 	command []string
 	auth    map[string][]byte
-	mu      sync.Mutex
-	closed  bool
+	closed  atomic.Bool
 }
 
 // Pod is one valkey-server process.
@@ -91,6 +91,15 @@ type Pod struct {
 	// IP is the pod IP, a loopback address; Addr is IP:Port.
 	IP   string
 	Addr string
+
+	// conf is valkey.conf as rendered, with container paths; command the
+	// container's command and arguments; files the other mounted files, by
+	// container path. start writes them into Dir.
+	conf    string
+	command []string
+	files   map[string][]byte
+	// stopped tells a pod whose owner has closed not to start again.
+	stopped *atomic.Bool
 
 	c    *Cluster
 	cmd  *exec.Cmd
@@ -142,7 +151,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	for i := range opts.Pods {
 		name := fmt.Sprintf("%s-%d", sts.Name, i)
-		c.Pods = append(c.Pods, &Pod{Name: name, Dir: filepath.Join(opts.Dir, name), c: c})
+		c.Pods = append(c.Pods, &Pod{Name: name, Dir: filepath.Join(opts.Dir, name), conf: c.conf, command: c.command, stopped: &c.closed, c: c})
 	}
 	if err := c.startAll(nil); err != nil {
 		c.Close()
@@ -250,25 +259,30 @@ func (c *Cluster) StopAll() error {
 // Close kills every pod that still runs and frees the addresses. Safe to call
 // more than once.
 func (c *Cluster) Close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
+	c.closed.Store(true)
 	for _, p := range c.Pods {
 		p.kill()
 	}
 }
 
 // Logs returns the end of every pod's log, for a failing test's output.
-func (c *Cluster) Logs() string {
+func (c *Cluster) Logs() string { return logs(c.Pods) }
+
+func logs(pods []*Pod) string {
 	var b strings.Builder
-	for _, p := range c.Pods {
-		data, _ := os.ReadFile(filepath.Join(p.Dir, "valkey.log"))
-		if len(data) > 16000 {
-			data = data[len(data)-16000:]
-		}
-		fmt.Fprintf(&b, "==> %s (%s) <==\n%s\n", p.Name, p.Addr, data)
+	for _, p := range pods {
+		b.WriteString(p.Log())
 	}
 	return b.String()
+}
+
+// Log returns the end of the pod's log.
+func (p *Pod) Log() string {
+	data, _ := os.ReadFile(filepath.Join(p.Dir, "valkey.log"))
+	if len(data) > 16000 {
+		data = data[len(data)-16000:]
+	}
+	return fmt.Sprintf("==> %s (%s) <==\n%s\n", p.Name, p.Addr, data)
 }
 
 // startAll picks a free loopback address for every pod, outside avoid, writes its
@@ -291,7 +305,7 @@ func (c *Cluster) startAll(avoid map[string]bool) error {
 			avoid = map[string]bool{}
 		}
 		avoid[ip] = true
-		if err := p.writeFiles(); err != nil {
+		if err := c.issueFiles(p); err != nil {
 			return err
 		}
 		if err := p.start(); err != nil {
@@ -408,10 +422,29 @@ func bindable(ip string, port int) bool {
 	return true
 }
 
-// writeFiles writes valkey.conf with the pod's paths and address, the auth files
-// and the TLS files. The data directory is created once and kept.
+// issueFiles sets the pod's auth files and, with TLS, a certificate for its
+// current address.
+func (c *Cluster) issueFiles(p *Pod) error {
+	p.files = map[string][]byte{}
+	for name, data := range c.auth {
+		p.files[defaults.AuthDir+"/"+name] = data
+	}
+	if c.TLS != nil {
+		files, err := c.TLS.serverFiles(p.Name, p.IP)
+		if err != nil {
+			return err
+		}
+		for name, data := range files {
+			p.files[defaults.TLSDir+"/"+name] = data
+		}
+	}
+	return nil
+}
+
+// writeFiles writes valkey.conf with the pod's paths and address, and every
+// mounted file at its place in the pod's directory. The data directory is
+// created once and kept.
 func (p *Pod) writeFiles() error {
-	c := p.c
 	for _, d := range []string{"data", "auth", "tls"} {
 		if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o700); err != nil {
 			return err
@@ -420,13 +453,12 @@ func (p *Pod) writeFiles() error {
 	if err := os.WriteFile(filepath.Join(p.Dir, "valkey.conf"), []byte(p.podConf()), 0o600); err != nil {
 		return err
 	}
-	for name, data := range c.auth {
-		if err := os.WriteFile(filepath.Join(p.Dir, "auth", name), data, 0o600); err != nil {
-			return err
+	for path, data := range p.files {
+		local := p.rewritePaths(path)
+		if local == path {
+			return fmt.Errorf("valkeyharness: %s: no place in the pod directory for %s", p.Name, path)
 		}
-	}
-	if c.TLS != nil {
-		if err := c.TLS.writeServer(filepath.Join(p.Dir, "tls"), p.Name, p.IP); err != nil {
+		if err := os.WriteFile(local, data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -437,7 +469,7 @@ func (p *Pod) writeFiles() error {
 // pod's directory and bind set to the pod's address.
 func (p *Pod) podConf() string {
 	var out []string
-	for _, line := range strings.Split(p.c.conf, "\n") {
+	for _, line := range strings.Split(p.conf, "\n") {
 		if strings.HasPrefix(line, "bind ") {
 			line = "bind " + p.IP
 		}
@@ -483,20 +515,21 @@ func replacePath(s, from, to string) string {
 
 // args is the hardened container's command with the pod's paths and $(POD_IP).
 func (p *Pod) args() []string {
-	out := make([]string, len(p.c.command))
-	for i, a := range p.c.command {
+	out := make([]string, len(p.command))
+	for i, a := range p.command {
 		a = strings.ReplaceAll(a, "$("+defaults.PodIPEnv+")", p.IP)
 		out[i] = p.rewritePaths(a)
 	}
 	return out
 }
 
+// start writes the pod's files and starts its process.
 func (p *Pod) start() error {
-	p.c.mu.Lock()
-	closed := p.c.closed
-	p.c.mu.Unlock()
-	if closed {
-		return errors.New("valkeyharness: cluster closed")
+	if p.stopped.Load() {
+		return errors.New("valkeyharness: closed")
+	}
+	if err := p.writeFiles(); err != nil {
+		return err
 	}
 	log, err := os.OpenFile(filepath.Join(p.Dir, "valkey.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -540,7 +573,7 @@ func (p *Pod) waitReady(ctx context.Context) error {
 	var last error
 	for {
 		if !p.Running() {
-			return fmt.Errorf("valkeyharness: %s exited at start; its log:\n%s", p.Name, p.c.Logs())
+			return fmt.Errorf("valkeyharness: %s exited at start; its log:\n%s", p.Name, p.Log())
 		}
 		last = p.ping(ctx)
 		if last == nil {

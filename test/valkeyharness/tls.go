@@ -86,21 +86,26 @@ func (f *TLSFiles) ClientConfig() *tls.Config {
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{f.client}, MinVersion: tls.VersionTLS12}
 }
 
-// writeServer writes a pod's tls.crt, tls.key and ca.crt, the keys of its TLS
+// serverFiles are a pod's tls.crt, tls.key and ca.crt, the keys of its TLS
 // Secret, for a certificate naming its address (for server and client use: the
 // cluster bus and replication use it both ways).
-func (f *TLSFiles) writeServer(dir, name, ip string) error {
-	certPEM, keyPEM, err := f.issue(name, []string{name, "localhost"}, []net.IP{net.ParseIP(ip), net.ParseIP("127.0.0.1")})
-	if err != nil {
-		return err
-	}
-	for file, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": f.caPEM} {
-		if err := os.WriteFile(filepath.Join(dir, file), data, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
+func (f *TLSFiles) serverFiles(name, ip string) (map[string][]byte, error) {
+	return f.SecretData(name, []string{name, "localhost"}, net.ParseIP(ip), net.ParseIP("127.0.0.1"))
 }
+
+// SecretData is the data of a kubernetes.io/tls Secret with ca.crt, for a
+// certificate of the given DNS names and IPs signed by the CA, for server and
+// client use: what cert-manager issues for the companion Certificate.
+func (f *TLSFiles) SecretData(cn string, dns []string, ips ...net.IP) (map[string][]byte, error) {
+	certPEM, keyPEM, err := f.issue(cn, dns, ips)
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": f.caPEM}, nil
+}
+
+// NewTLSFiles makes a CA and a client certificate it signed, in dir.
+func NewTLSFiles(dir string) (*TLSFiles, error) { return newTLSFiles(dir) }
 
 func (f *TLSFiles) issue(cn string, dns []string, ips []net.IP) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
