@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -39,6 +40,12 @@ type ClusterOptions struct {
 	TLSSecret string
 	// Auth nil means the policy's auth.enabled.
 	Auth *bool
+	// NoInitJob leaves the cluster-init Job out of the hardened output; its header
+	// then says how to form the cluster by hand.
+	NoInitJob bool
+	// InitImage is the valkey-webhook image the cluster-init Job runs; empty means
+	// DefaultImage.
+	InitImage string
 }
 
 // DefaultMemory is the memory limit when --memory is not given.
@@ -120,10 +127,14 @@ func MinimalCluster(o ClusterOptions, p config.Policy) (*appsv1.StatefulSet, err
 }
 
 // HardenedCluster is the minimal StatefulSet passed through the admission
-// mutation, and every companion object the controller would keep beside it, for
-// clusters that do not run the webhook. The auth Secret is left out: a password
-// does not belong in a file a team commits; header says how to create it.
+// mutation, every companion object the controller would keep beside it, and the
+// Job that forms the cluster (unless NoInitJob), for clusters that do not run the
+// webhook. The auth Secret is left out: a password does not belong in a file a
+// team commits; header says how to create it.
 func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object, header []string, err error) {
+	if errs := append(o.problems(p), o.initJobProblems(p)...); len(errs) > 0 {
+		return nil, nil, errs
+	}
 	sts, err := MinimalCluster(o, p)
 	if err != nil {
 		return nil, nil, err
@@ -144,8 +155,10 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 	if eff.PodDisruptionBudget.Enabled {
 		objects = append(objects, defaults.PodDisruptionBudget(sts, &eff))
 	}
+	var np *networkingv1.NetworkPolicy
 	if eff.NetworkPolicy.Enabled {
-		objects = append(objects, defaults.NetworkPolicy(sts, &eff))
+		np = defaults.NetworkPolicy(sts, &eff)
+		objects = append(objects, np)
 	}
 	if eff.TLS.Issuer != "" {
 		objects = append(objects, defaults.Certificate(sts, &eff))
@@ -161,14 +174,31 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 			`    --from-file=auth.conf=<(printf 'requirepass "%s"\nmasterauth "%s"\n' "$P" "$P")`,
 		)
 	}
-	header = append(header,
-		"Form the cluster once every pod runs (a Job that does it is not built yet):",
-		"  valkey-webhook cluster init"+initFlags(&eff)+" --nodes "+podAddresses(sts, &eff))
+	if o.NoInitJob {
+		header = append(header,
+			"Form the cluster once every pod runs (--init-job=false left out the Job that does it):",
+			"  valkey-webhook cluster init"+initFlags(&eff)+" --nodes "+podAddresses(sts, &eff))
+		return objects, header, nil
+	}
+	job, namespaces, err := initJob(sts, &eff, np, or(o.InitImage, DefaultImage))
+	if err != nil {
+		return nil, nil, err
+	}
+	objects = append(objects, job)
+	header = append(header, fmt.Sprintf("The Job %s forms the cluster once every pod answers (valkey-webhook cluster init), retrying for up to %d minutes; on a formed cluster it changes nothing.", job.Name, int(initActiveDeadline.Minutes())))
+	if namespaces != nil {
+		header = append(header, fmt.Sprintf("The NetworkPolicy %s admits it only from namespaces matching %q: the namespace it runs in must match.", np.Name, metav1.FormatLabelSelector(namespaces)))
+	}
 	return objects, header, nil
 }
 
 // validate refuses bad options before anything is rendered, naming the flag.
 func (o ClusterOptions) validate(p config.Policy) error {
+	return o.problems(p).orNil()
+}
+
+// problems are the refused options of every cluster, each named by its flag.
+func (o ClusterOptions) problems(p config.Policy) FlagErrors {
 	var errs FlagErrors
 	bad := func(flag, value, reason string) { errs = append(errs, FlagError{flag, value, reason}) }
 
@@ -240,7 +270,30 @@ func (o ClusterOptions) validate(p config.Policy) error {
 	if o.Image != "" && strings.ContainsAny(o.Image, " \t\n") {
 		bad("image", o.Image, "must be an image reference without spaces")
 	}
-	return errs.orNil()
+	return errs
+}
+
+// initJobProblems are the refused options of the cluster-init Job.
+func (o ClusterOptions) initJobProblems(p config.Policy) FlagErrors {
+	var errs FlagErrors
+	if o.NoInitJob {
+		if o.InitImage != "" {
+			errs = append(errs, FlagError{"init-image", o.InitImage, "the Job is left out (--init-job=false): give one of them"})
+		}
+		return errs
+	}
+	if strings.ContainsAny(o.InitImage, " \t\n") {
+		errs = append(errs, FlagError{"init-image", o.InitImage, "must be an image reference without spaces"})
+	}
+	// --replicas with --replicas-per-master, and fewer pods than the policy needs,
+	// are refused by problems already.
+	rpm := p.Cluster.ReplicasPerMaster
+	if size := 1 + rpm; o.ReplicasPerMaster == nil && o.Replicas >= p.Cluster.MinMasters*size && o.Replicas%size != 0 {
+		errs = append(errs, FlagError{"replicas", strconv.Itoa(o.Replicas), fmt.Sprintf(
+			"the cluster-init Job forms shards of %d pods (cluster.replicasPerMaster %d), and %d pods do not divide into them: give %d or %d, or --init-job=false",
+			size, rpm, o.Replicas, o.Replicas/size*size, (o.Replicas/size+1)*size)})
+	}
+	return errs
 }
 
 func or(s, fallback string) string {

@@ -23,9 +23,10 @@ func newGenerateCommand(o *options) *cobra.Command {
 
 func newGenerateClusterCommand(o *options) *cobra.Command {
 	var (
-		c                      generator.ClusterOptions
-		hardened, auth, noAuth bool
-		replicasPerMaster      int
+		c                               generator.ClusterOptions
+		hardened, auth, noAuth, initJob bool
+		replicasPerMaster               int
+		initImage                       string
 	)
 	cmd := &cobra.Command{
 		Use:   "cluster --name NAME [--namespace NS]",
@@ -37,7 +38,11 @@ for each choice that differs from the policy. The webhook injects the rest.
 With --hardened it prints the StatefulSet as admission would store it, and every
 companion object the controller would keep beside it (ConfigMap, Services,
 PodDisruptionBudget, NetworkPolicy, Certificate), for clusters that do not run the
-webhook. The password Secret is never printed; a comment says how to create it.
+webhook, and a Job that forms the cluster: it runs valkey-webhook cluster init
+(--init-image) over every pod's DNS name, retrying until the pods answer; on a
+formed cluster it changes nothing. With --init-job=false the Job is left out and a
+comment gives the cluster init command to run instead. The password Secret is
+never printed; a comment says how to create it.
 
 Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 		Args: cobra.NoArgs,
@@ -56,6 +61,15 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 				c.Auth = &auth
 			case noAuth:
 				c.Auth = new(bool)
+			}
+			for _, name := range []string{"init-job", "init-image"} {
+				if !hardened && cmd.Flags().Changed(name) {
+					return badInput(fmt.Errorf("--%s: the cluster-init Job is part of the --hardened output only: add --hardened, or leave --%s out", name, name))
+				}
+			}
+			c.NoInitJob = !initJob
+			if cmd.Flags().Changed("init-image") {
+				c.InitImage = initImage
 			}
 			var out []byte
 			if hardened {
@@ -94,6 +108,8 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 	f.BoolVar(&auth, "auth", false, "turn auth on (the policy's default)")
 	f.BoolVar(&noAuth, "no-auth", false, "turn auth off")
 	f.BoolVar(&hardened, "hardened", false, "print the hardened StatefulSet and its companion objects, for clusters without the webhook")
+	f.BoolVar(&initJob, "init-job", true, "with --hardened: print the Job that forms the cluster (false: a comment gives the command instead)")
+	f.StringVar(&initImage, "init-image", generator.DefaultImage, "with --hardened: the valkey-webhook image the cluster-init Job runs")
 	return cmd
 }
 

@@ -61,6 +61,11 @@ func TestGenerateRefusesBadFlags(t *testing.T) {
 		{[]string{"generate", "cluster", "--name", "c", "--tls-issuer", "internal-ca"}, "--tls-issuer"},
 		{[]string{"generate", "cluster", "--name", "c", "--auth", "--no-auth"}, "--no-auth"},
 		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--storage", "x"}, "--storage"},
+		{[]string{"generate", "cluster", "--name", "c", "--init-job"}, "--init-job"},
+		{[]string{"generate", "cluster", "--name", "c", "--init-job=false"}, "--init-job"},
+		{[]string{"generate", "cluster", "--name", "c", "--init-image", "registry.internal/valkey-webhook:v0.1.0"}, "--init-image"},
+		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--init-job=false", "--init-image", "registry.internal/valkey-webhook:v0.1.0"}, "--init-image"},
+		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--replicas", "7"}, "--replicas"},
 		{[]string{"generate", "install", "--failure-policy", "Maybe"}, "--failure-policy"},
 		{[]string{"generate", "install", "--cert-mode", "vault"}, "--cert-mode"},
 		{[]string{"generate", "install", "--dev-url", "https://127.0.0.1:9443"}, "--ca-file"},
@@ -72,6 +77,41 @@ func TestGenerateRefusesBadFlags(t *testing.T) {
 				t.Errorf("exit %d (want 2), stdout %q (want nothing), stderr %q (want it to name %s)", r.code, r.stdout, r.stderr, tc.mention)
 			}
 		})
+	}
+}
+
+// TestGenerateClusterInitJob: --hardened prints the cluster-init Job, running
+// --init-image; --init-job=false leaves it out and gives the command instead.
+func TestGenerateClusterInitJob(t *testing.T) {
+	with := runCLI(t, "", "generate", "cluster", "--hardened", "--name", "cache", "--namespace", "team-a", "--init-image", "registry.internal/valkey-webhook:v0.1.0")
+	if with.code != 0 {
+		t.Fatalf("exit %d: %s", with.code, with.stderr)
+	}
+	for _, want := range []string{
+		"kind: Job",
+		"name: cache-init",
+		"image: registry.internal/valkey-webhook:v0.1.0",
+		"- --nodes=cache-0.cache-headless.team-a.svc.cluster.local:6379,",
+		"- --password-file=/etc/valkey/auth/password",
+		"# The Job cache-init forms the cluster",
+	} {
+		if !strings.Contains(with.stdout, want) {
+			t.Errorf("--hardened output lacks %q", want)
+		}
+	}
+	if strings.Contains(with.stdout, "# Form the cluster once every pod runs") {
+		t.Error("--hardened still tells the user to run cluster init by hand")
+	}
+
+	without := runCLI(t, "", "generate", "cluster", "--hardened", "--name", "cache", "--namespace", "team-a", "--init-job=false")
+	if without.code != 0 {
+		t.Fatalf("exit %d: %s", without.code, without.stderr)
+	}
+	if strings.Contains(without.stdout, "kind: Job") {
+		t.Error("--init-job=false prints the Job")
+	}
+	if !strings.Contains(without.stdout, "#   valkey-webhook cluster init --password-file") {
+		t.Error("--init-job=false does not give the cluster init command")
 	}
 }
 

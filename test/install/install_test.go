@@ -14,6 +14,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,6 +84,50 @@ var _ = Describe("Generated manifests", func() {
 				continue // created above: a dry run would not make its objects' namespace exist
 			}
 			Expect(acceptDryRun(ctx, obj)).To(Succeed(), "%T %s/%s", obj, obj.GetNamespace(), obj.GetName())
+		}
+	})
+
+	It("include a cluster-init Job that the restricted Pod Security Standard admits", func(ctx SpecContext) {
+		const ns = "team-restricted"
+		Expect(cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted",
+			"pod-security.kubernetes.io/warn":    "restricted",
+		}}})).To(Succeed())
+		// The ServiceAccount admission plugin wants the pod's account to exist; no
+		// controller-manager creates it here.
+		Expect(cp.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}})).To(Succeed())
+
+		p := config.Default()
+		p.TLS.AuthClients = true
+		for _, o := range []generator.ClusterOptions{
+			// Every mount: the password, and the CA with a client certificate.
+			{Name: "mtls", Namespace: ns, TLSIssuer: "ClusterIssuer/internal-ca"},
+			// No namespace: the nodes' names take the pod's own from the downward API.
+			{Name: "anywhere", TLSIssuer: "ClusterIssuer/internal-ca"},
+		} {
+			objects, _, err := generator.HardenedCluster(o, p)
+			Expect(err).NotTo(HaveOccurred())
+			var job *batchv1.Job
+			for _, obj := range objects {
+				if j, ok := obj.(*batchv1.Job); ok {
+					job = j
+				}
+			}
+			Expect(job).NotTo(BeNil(), "the hardened output of %s has no Job", o.Name)
+			job.Namespace = ns
+
+			By("dry-running the Job " + job.Name + ": accepted, and no Pod Security warning about its template")
+			cp.Warnings.Take()
+			Expect(acceptDryRun(ctx, job)).To(Succeed())
+			Expect(cp.Warnings.Take()).To(BeEmpty())
+
+			By("dry-running a Pod of its template: the restricted level is enforced on pods")
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-pod", Namespace: ns, Labels: job.Spec.Template.Labels},
+				Spec:       job.Spec.Template.Spec,
+			}
+			Expect(cp.Client.Create(ctx, pod, client.DryRunAll)).To(Succeed())
+			Expect(cp.Warnings.Take()).To(BeEmpty())
 		}
 	})
 
