@@ -3,11 +3,8 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
-COPY cmd/ cmd/
-COPY config/ config/
-COPY defaults/ defaults/
-COPY internal/ internal/
-COPY webhook/ webhook/
+# Every package of the module; .dockerignore leaves out tests, docs and tools.
+COPY . .
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/valkey-webhook ./cmd/valkey-webhook
 
 # Run: distroless static, as the nonroot user (65532).
