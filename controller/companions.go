@@ -62,6 +62,9 @@ type CompanionReconciler struct {
 	Policy    config.Policy
 	// CertManager says whether the cert-manager Certificate kind is served.
 	CertManager bool
+	// ControllerNamespace, when set, is where valkey-webhook runs its lifecycle
+	// controller: the NetworkPolicy admits its pods to the client port.
+	ControllerNamespace string
 }
 
 // Reconcile brings one StatefulSet's companions in line. Errors are returned, so
@@ -90,7 +93,7 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 
 	var failed []error
-	for _, c := range companions(sts, &p, r.CertManager) {
+	for _, c := range companions(sts, &p, r.CertManager, r.ControllerNamespace) {
 		var err error
 		if c.want != nil {
 			err = r.apply(ctx, sts, c.want)
@@ -128,7 +131,7 @@ type companion struct {
 }
 
 // companions lists the companion objects a StatefulSet should have under policy p.
-func companions(sts *appsv1.StatefulSet, p *config.Policy, certManager bool) []companion {
+func companions(sts *appsv1.StatefulSet, p *config.Policy, certManager bool, controllerNamespace string) []companion {
 	out := []companion{
 		{want: defaults.ConfigMap(sts, p)},
 		{want: defaults.HeadlessService(sts, p)},
@@ -142,7 +145,11 @@ func companions(sts *appsv1.StatefulSet, p *config.Policy, certManager bool) []c
 	}
 	switch {
 	case p.NetworkPolicy.Enabled:
-		out = append(out, companion{want: defaults.NetworkPolicy(sts, p)})
+		np := defaults.NetworkPolicy(sts, p)
+		if controllerNamespace != "" {
+			defaults.AdmitController(np, p, controllerNamespace)
+		}
+		out = append(out, companion{want: np})
 	default:
 		out = append(out, companion{absent: named(&networkingv1.NetworkPolicy{}, sts, sts.Name)})
 	}

@@ -139,6 +139,25 @@ func NetworkPolicy(sts *appsv1.StatefulSet, p *config.Policy) *networkingv1.Netw
 	}
 }
 
+// WebhookPodLabels are the labels of the valkey-webhook pods (generate install),
+// by which a NetworkPolicy admits the lifecycle controller.
+func WebhookPodLabels() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "valkey-webhook"}
+}
+
+// AdmitController adds to a NetworkPolicy the rule that lets the valkey-webhook
+// pods in namespace reach the client port: the lifecycle controller forms and
+// heals the cluster through it.
+func AdmitController(np *networkingv1.NetworkPolicy, p *config.Policy, namespace string) {
+	np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+		From: []networkingv1.NetworkPolicyPeer{{
+			PodSelector:       &metav1.LabelSelector{MatchLabels: WebhookPodLabels()},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
+		}},
+		Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(int32(p.Valkey.Port)))}},
+	})
+}
+
 // peer is a NetworkPolicy peer from selector strings (Policy.Validate has checked
 // that they parse): an empty pod selector is every pod; an empty namespace selector
 // is the policy's own namespace.

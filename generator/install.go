@@ -22,6 +22,7 @@ import (
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/controller"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
 	"github.com/valkey-webhook/valkey-webhook/internal/selfsigned"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
@@ -144,7 +145,7 @@ func Install(o InstallOptions) ([]client.Object, error) {
 		cfg.Annotations = map[string]string{"cert-manager.io/inject-ca-from": o.Namespace + "/" + servingCert}
 	}
 
-	labels := map[string]string{"app.kubernetes.io/name": InstallName}
+	labels := defaults.WebhookPodLabels()
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels}
 	}

@@ -144,6 +144,9 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		Policy:      p,
 		CertManager: certManager,
 	}
+	if s.lifecycle {
+		companions.ControllerNamespace = s.certs.namespace
+	}
 	if err := companions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the companion controller: %w", err)
 	}

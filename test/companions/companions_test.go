@@ -135,7 +135,7 @@ var _ = Describe("Companion objects", func() {
 		np := &networkingv1.NetworkPolicy{}
 		Eventually(fetch(ctx, np, "cache")).WithTimeout(timeout).WithPolling(poll).Should(ownedBy(sts))
 		Expect(np.Spec.PodSelector.MatchLabels).To(Equal(map[string]string{"app": "cache"}))
-		Expect(np.Spec.Ingress).To(HaveLen(3))
+		Expect(np.Spec.Ingress).To(HaveLen(4))
 		Expect(np.Spec.Ingress[0].From).To(ConsistOf(HaveField("PodSelector.MatchLabels", map[string]string{"app": "cache"})))
 		Expect(np.Spec.Ingress[0].Ports).To(ConsistOf(
 			HaveField("Port", ptr.To(intstr.FromInt32(6379))), HaveField("Port", ptr.To(intstr.FromInt32(16379)))))
@@ -145,6 +145,11 @@ var _ = Describe("Companion objects", func() {
 		Expect(np.Spec.Ingress[1].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(6379)))))
 		Expect(np.Spec.Ingress[2].From).To(ConsistOf(HaveField("NamespaceSelector.MatchLabels", map[string]string{"kubernetes.io/metadata.name": "monitoring"})))
 		Expect(np.Spec.Ingress[2].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(9121)))))
+		Expect(np.Spec.Ingress[3].From).To(ConsistOf(And(
+			HaveField("PodSelector.MatchLabels", map[string]string{"app.kubernetes.io/name": "valkey-webhook"}),
+			HaveField("NamespaceSelector.MatchLabels", map[string]string{"kubernetes.io/metadata.name": "valkey-webhook-system"}))),
+			"the lifecycle controller, from serve's namespace")
+		Expect(np.Spec.Ingress[3].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(6379)))))
 
 		secret := &corev1.Secret{}
 		Eventually(fetch(ctx, secret, "cache-auth")).WithTimeout(timeout).WithPolling(poll).Should(

@@ -69,7 +69,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 
 	kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), controllerUser)
 	Expect(err).NotTo(HaveOccurred())
-	server, _, err = cp.Serve(kubeconfig, "--leader-election-namespace", "valkey-webhook-system")
+	server, _, err = cp.Serve(kubeconfig, "--leader-election-namespace", "valkey-webhook-system", "--namespace", "valkey-webhook-system")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
 		server.Terminate()
