@@ -76,3 +76,15 @@ BENCHFLAGS ?=
 .PHONY: bench
 bench:
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./test/bench/run $(BENCHFLAGS)
+
+## bench-lifecycle: cluster.Init against `valkey-cli --cluster create` on the same
+## six valkey-server nodes (run as the hardened pods, test/valkeyharness), and
+## cluster.Heal after a full restart on new addresses, with every key read back.
+## Needs valkey-server and valkey-cli 8; about two minutes; not part of `make test`.
+## The last line is machine-readable; the method and the figures are in
+## docs/benchmarks.md. Pass flags with LIFECYCLEFLAGS, e.g.
+## make bench-lifecycle LIFECYCLEFLAGS='-auth -tls -rounds 7'.
+LIFECYCLEFLAGS ?=
+.PHONY: bench-lifecycle
+bench-lifecycle:
+	$(GO) run ./test/bench/lifecycle $(LIFECYCLEFLAGS)

@@ -309,7 +309,7 @@ func (r *run) expectEvent(ctx context.Context, reason string) {
 		}
 		slices.Sort(reasons)
 		return reasons, nil
-	}).WithContext(ctx).WithTimeout(settle).Should(ContainElement(HavePrefix(reason+": ")))
+	}).WithContext(ctx).WithTimeout(settle).Should(ContainElement(HavePrefix(reason + ": ")))
 }
 
 // masterWithReplica picks the first master that has a replica.

@@ -211,12 +211,12 @@ type podWorker struct {
 	uid  types.UID
 	node string
 
-	latest    atomic.Pointer[corev1.Pod]
-	pod       atomic.Pointer[Pod]
-	gone      atomic.Bool
-	finished  atomic.Bool
-	kill      chan killRequest
-	cancel    context.CancelFunc
+	latest   atomic.Pointer[corev1.Pod]
+	pod      atomic.Pointer[Pod]
+	gone     atomic.Bool
+	finished atomic.Bool
+	kill     chan killRequest
+	cancel   context.CancelFunc
 }
 
 func (k *Kubelet) newWorker(parent context.Context, pod *corev1.Pod, node string) *podWorker {
