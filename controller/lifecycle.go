@@ -2,17 +2,12 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +22,7 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/cluster"
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
+	"github.com/valkey-webhook/valkey-webhook/internal/podcluster"
 )
 
 // Event reasons of the lifecycle controller, on the StatefulSet.
@@ -87,16 +83,16 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.Client.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
 		return reconcile.Result{}, err
 	}
-	zones, err := r.zones(ctx, pods.Items)
+	zones, err := podcluster.Zones(ctx, r.APIReader, pods.Items)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	nodes, waiting := clusterNodes(sts, &p, pods.Items, zones)
+	nodes, waiting := podcluster.Nodes(sts, &p, pods.Items, zones)
 	if waiting != "" {
 		logger.V(1).Info("waiting for the pods", "reason", waiting)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
-	opts, waiting, err := r.options(ctx, sts, &p)
+	opts, waiting, err := podcluster.Options(ctx, r.APIReader, sts, &p, r.Timeout)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -158,94 +154,6 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 		logger.Info("cluster "+op+" warning", "warning", w)
 	}
 	return reconcile.Result{RequeueAfter: waitInterval}, nil
-}
-
-// zones maps the Kubernetes nodes the pods run on to their zone label. A node
-// that cannot be read has no zone: placement then falls back to node names.
-func (r *LifecycleReconciler) zones(ctx context.Context, pods []corev1.Pod) (map[string]string, error) {
-	zones := map[string]string{}
-	for _, pod := range pods {
-		name := pod.Spec.NodeName
-		if name == "" {
-			continue
-		}
-		if _, done := zones[name]; done {
-			continue
-		}
-		node := &metav1.PartialObjectMetadata{}
-		node.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
-		err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, node)
-		switch {
-		case apierrors.IsNotFound(err):
-			zones[name] = ""
-		case err != nil:
-			return nil, fmt.Errorf("reading node %s for its zone: %w", name, err)
-		default:
-			zones[name] = node.Labels[ZoneLabel]
-		}
-	}
-	return zones, nil
-}
-
-// options reads the password and TLS material the StatefulSet's pods use. A
-// Secret not there yet (the companion controller or cert-manager is about to make
-// it) is a reason to wait, not an error.
-func (r *LifecycleReconciler) options(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) (cluster.Options, string, error) {
-	opts := cluster.Options{ReplicasPerMaster: p.Cluster.ReplicasPerMaster, Timeout: r.Timeout}
-	if p.Auth.Enabled {
-		name := defaults.AuthSecretName(sts, p)
-		data, waiting, err := r.secret(ctx, sts.Namespace, name, defaults.PasswordKey)
-		if err != nil || waiting != "" {
-			return opts, waiting, err
-		}
-		opts.Password = string(data[defaults.PasswordKey])
-	}
-	if p.TLSEnabled() {
-		name := defaults.TLSSecretName(sts, p)
-		data, waiting, err := r.secret(ctx, sts.Namespace, name, "ca.crt", corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
-		if err != nil || waiting != "" {
-			return opts, waiting, err
-		}
-		cfg, err := clientTLS(data)
-		if err != nil {
-			return opts, fmt.Sprintf("Secret %s/%s: %v", sts.Namespace, name, err), nil
-		}
-		opts.TLS = cfg
-	}
-	return opts, "", nil
-}
-
-// secret reads a Secret past the cache and checks it has the keys.
-func (r *LifecycleReconciler) secret(ctx context.Context, namespace, name string, keys ...string) (map[string][]byte, string, error) {
-	s := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, fmt.Sprintf("Secret %s/%s does not exist yet", namespace, name), nil
-	case err != nil:
-		return nil, "", fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
-	}
-	for _, k := range keys {
-		if len(s.Data[k]) == 0 {
-			return nil, fmt.Sprintf("Secret %s/%s has no %s yet", namespace, name, k), nil
-		}
-	}
-	return s.Data, "", nil
-}
-
-// clientTLS is the TLS configuration of the controller's connections to the
-// nodes: the cluster's CA, and the pods' own certificate as the client
-// certificate (it is issued for client authentication too, for the cluster bus).
-func clientTLS(data map[string][]byte) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data["ca.crt"]) {
-		return nil, errors.New("ca.crt holds no PEM certificate")
-	}
-	cert, err := tls.X509KeyPair(data[corev1.TLSCertKey], data[corev1.TLSPrivateKeyKey])
-	if err != nil {
-		return nil, fmt.Errorf("tls.crt and tls.key: %w", err)
-	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // SetupWithManager watches labeled StatefulSets and the pods they own.
