@@ -293,8 +293,9 @@ func staleNodes(members []*member) []string {
 	return out
 }
 
-// form runs a fresh init: unique config epochs, MEET, ADDSLOTSRANGE, REPLICATE,
-// then waits for the cluster to settle. Each step skips what is already done, so
+// form runs a fresh init: unique config epochs, a short node timeout while the
+// empty nodes form, ADDSLOTSRANGE, MEET, REPLICATE, then waits for the cluster to
+// settle and puts the node timeout back. Each step skips what is already done, so
 // an interrupted run can be repeated.
 func (s *session) form(ctx context.Context, plan Plan) error {
 	for _, sh := range plan.Shards {
@@ -315,6 +316,27 @@ func (s *session) form(ctx context.Context, plan Plan) error {
 		}
 	}
 
+	restore, err := s.shortenNodeTimeout(ctx)
+	defer restore()
+	if err != nil {
+		return err
+	}
+
+	// Slots first, then MEET: a master counts itself in a minority until
+	// slots exist, and reports ok only a rejoin delay after that; assigning
+	// them at once starts that delay before the nodes meet.
+	for _, sh := range plan.Shards {
+		m := s.members[sh.Master]
+		if len(m.self.Slots) == 1 && m.self.Slots[0] == sh.Slots {
+			s.opts.progress("%s: already serves slots %s", m.Address, sh.Slots)
+			continue
+		}
+		if err := m.do(ctx, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(sh.Slots.First), strconv.Itoa(sh.Slots.Last)); err != nil {
+			return err
+		}
+		s.opts.progress("%s: assigned slots %s", m.Address, sh.Slots)
+	}
+
 	first := s.members[0]
 	met := 0
 	for _, m := range s.members[1:] {
@@ -328,18 +350,6 @@ func (s *session) form(ctx context.Context, plan Plan) error {
 	s.opts.progress("%s: met %d nodes at their addresses", first.Address, met)
 	if err := s.waitFor(ctx, fmt.Sprintf("all %d nodes know each other", len(s.members)), s.allKnown); err != nil {
 		return err
-	}
-
-	for _, sh := range plan.Shards {
-		m := s.members[sh.Master]
-		if len(m.self.Slots) == 1 && m.self.Slots[0] == sh.Slots {
-			s.opts.progress("%s: already serves slots %s", m.Address, sh.Slots)
-			continue
-		}
-		if err := m.do(ctx, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(sh.Slots.First), strconv.Itoa(sh.Slots.Last)); err != nil {
-			return err
-		}
-		s.opts.progress("%s: assigned slots %s", m.Address, sh.Slots)
 	}
 
 	var attach []attachment
@@ -358,7 +368,10 @@ func (s *session) form(ctx context.Context, plan Plan) error {
 		}
 		s.opts.progress("%s: replicates %s", r.Address, m.Address)
 	}
-	return s.waitFor(ctx, "every node reports cluster_state:ok and sees every replica attached", s.settled(s.expectedMasters(attach)))
+	if err := s.waitFor(ctx, "every node reports cluster_state:ok and sees every replica attached", s.settled(s.expectedMasters(attach))); err != nil {
+		return err
+	}
+	return restore()
 }
 
 // expectedMasters maps node IDs to the ID of the master they must follow ("" for

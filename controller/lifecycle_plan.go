@@ -17,8 +17,9 @@ const (
 	// stepWait: the cluster is not ok, but nothing the controller may do helps
 	// (a node does not answer, a failover is under way); look again later.
 	stepWait
-	// stepInit: no node serves every slot yet; Init forms the cluster, or
-	// finishes a formation that was interrupted, or refuses.
+	// stepInit: the slots are not all served, or the nodes do not all know
+	// each other, and no node fails: Init forms the cluster, or finishes a
+	// formation that was interrupted, or refuses.
 	stepInit
 	// stepHeal: nodes know their peers at stale addresses.
 	stepHeal
@@ -30,13 +31,15 @@ func (s step) String() string {
 
 // nextStep decides from the nodes' reports what to do, and why.
 func nextStep(r cluster.Report) (step, string) {
-	var unreachable, stale []string
+	var unreachable, stale, alone []string
 	for _, n := range r.Nodes {
 		switch {
 		case n.Error != "":
 			unreachable = append(unreachable, n.Error)
 		case n.StalePeers > 0:
 			stale = append(stale, n.Address)
+		case n.KnownNodes < len(r.Nodes):
+			alone = append(alone, n.Address)
 		}
 	}
 	switch {
@@ -47,9 +50,13 @@ func nextStep(r cluster.Report) (step, string) {
 		return stepNone, "cluster_state ok on every node, all slots served"
 	case len(stale) > 0:
 		return stepHeal, fmt.Sprintf("%s know peers at stale addresses", strings.Join(stale, ", "))
-	case r.SlotsCovered < cluster.SlotCount && len(r.Failing) == 0:
-		return stepInit, fmt.Sprintf("%d of %d slots served and no node failing", r.SlotsCovered, cluster.SlotCount)
-	default:
+	case len(r.Failing) > 0:
 		return stepWait, fmt.Sprintf("cluster_state fail; failing: %s", strings.Join(r.Failing, ", "))
+	case r.SlotsCovered < cluster.SlotCount:
+		return stepInit, fmt.Sprintf("%d of %d slots served and no node failing", r.SlotsCovered, cluster.SlotCount)
+	case len(alone) > 0:
+		return stepInit, fmt.Sprintf("all slots assigned, but %s do not know every other node (an interrupted init)", strings.Join(alone, ", "))
+	default:
+		return stepWait, "cluster_state fail on some node, with every node known and every slot served: settling"
 	}
 }

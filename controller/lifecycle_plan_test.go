@@ -56,6 +56,22 @@ func TestNextStep(t *testing.T) {
 		}},
 		want: stepWait,
 		why:  "cluster_state fail; failing: c:1",
+	}, {
+		name: "slots assigned, the nodes not met (an interrupted init): init",
+		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Nodes: []cluster.NodeReport{
+			node("a:1", func(n *cluster.NodeReport) { n.State = cluster.StateFail; n.KnownNodes = 1 }),
+			node("b:1", func(n *cluster.NodeReport) { n.State = cluster.StateFail; n.KnownNodes = 1 }),
+		}},
+		want: stepInit,
+		why:  "all slots assigned, but a:1, b:1 do not know every other node (an interrupted init)",
+	}, {
+		name: "every node known, every slot served, a node not ok yet: wait",
+		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Nodes: []cluster.NodeReport{
+			node("a:1", func(n *cluster.NodeReport) { n.State = cluster.StateFail; n.KnownNodes = 2 }),
+			node("b:1", func(n *cluster.NodeReport) { n.KnownNodes = 2 }),
+		}},
+		want: stepWait,
+		why:  "cluster_state fail on some node, with every node known and every slot served: settling",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
