@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -60,9 +61,14 @@ var _ = Describe("a 6-pod cluster", func() {
 				}
 
 				By("asking the nodes directly, not through the cluster package")
+				want := "5000"
+				if m.nodeTimeout > 0 {
+					want = strconv.Itoa(m.nodeTimeout)
+				}
 				for addr, f := range factsOfAll(ctx, c, c.Addresses()) {
 					Expect(f.KnownNodes).To(Equal("6"), addr)
 					Expect(f.Assigned).To(Equal("16384"), addr)
+					Expect(configGet(ctx, c, addr, "cluster-node-timeout")).To(Equal(want), "%s: init puts the node timeout it shortened back", addr)
 				}
 			}, SpecTimeout(2*opTimeout))
 

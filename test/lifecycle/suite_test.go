@@ -136,6 +136,17 @@ func factsOf(ctx context.Context, c *valkeyharness.Cluster, addr string) nodeFac
 	return nodeFacts{ID: id, Self: self, CurrentEpch: m["cluster_current_epoch"], KnownNodes: m["cluster_known_nodes"], Assigned: m["cluster_slots_assigned"], MeetsSent: m["cluster_stats_messages_meet_sent"]}
 }
 
+// configGet is one of a pod's running configuration values.
+func configGet(ctx context.Context, c *valkeyharness.Cluster, addr, key string) string {
+	GinkgoHelper()
+	cl, err := c.NodeClient(addr)
+	Expect(err).NotTo(HaveOccurred())
+	defer cl.Close()
+	kv, err := cl.Do(ctx, cl.B().ConfigGet().Parameter(key).Build()).AsStrMap()
+	Expect(err).NotTo(HaveOccurred())
+	return kv[key]
+}
+
 // viewOf is a pod's CLUSTER NODES.
 func viewOf(ctx context.Context, c *valkeyharness.Cluster, addr string) []cluster.NodeEntry {
 	GinkgoHelper()
