@@ -114,6 +114,19 @@ func TestEffective(t *testing.T) {
 			wantErr:     field.ErrorList{field.NotSupported[string](annotation("enforcement.unlabeled"), "valkey-webhook.io/enforcement.unlabeled", nil)},
 		},
 		{
+			name:        "scaleGuard, a top-level key, per object",
+			base:        config.Default(),
+			annotations: map[string]string{"valkey-webhook.io/scaleGuard": "off"},
+			want:        withDefaults(func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardOff }),
+		},
+		{
+			name:        "scaleGuard unknown mode, at the annotation",
+			base:        config.Default(),
+			annotations: map[string]string{"valkey-webhook.io/scaleGuard": "disabled"},
+			want:        config.Default(),
+			wantErr:     field.ErrorList{field.NotSupported(annotation("scaleGuard"), "disabled", []string{"enforce", "off", "warn"})},
+		},
+		{
 			name:        "bad bool",
 			base:        config.Default(),
 			annotations: map[string]string{"valkey-webhook.io/persistence.allowEphemeral": "yes please"},

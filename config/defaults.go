@@ -42,5 +42,6 @@ func Default() Policy {
 			Image:   "docker.io/oliver006/redis_exporter:v1.67.0",
 		},
 		Enforcement: EnforcementPolicy{Unlabeled: EnforceWarn},
+		ScaleGuard:  ScaleGuardEnforce,
 	}
 }

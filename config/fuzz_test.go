@@ -27,6 +27,7 @@ func FuzzParse(f *testing.F) {
 		"tls:\n  issuer: ClusterIssuer/internal-ca\n  authClients: true\n",
 		"networkPolicy:\n  clientPodSelector: role in (api,web)\n",
 		"enforcement: {unlabeled: deny}\n",
+		"scaleGuard: warn\n",
 		`{"metrics": {"port": 9200, "enabled": false}}`,
 		"cluster.nodeTimeout: 1\n",
 		"cluster: 5\n",

@@ -104,6 +104,7 @@ metrics:
   enabled: false
 enforcement:
   unlabeled: deny
+scaleGuard: warn
 `,
 			want: withDefaults(func(p *config.Policy) {
 				p.Image.Valkey = "registry.example.com/valkey/valkey:8.1.0"
@@ -126,6 +127,7 @@ enforcement:
 				p.TLS.AuthClients = true
 				p.Metrics.Enabled = false
 				p.Enforcement.Unlabeled = config.EnforceDeny
+				p.ScaleGuard = config.ScaleGuardWarn
 			}),
 		},
 		{
@@ -441,7 +443,7 @@ func TestKeys(t *testing.T) {
 		}
 		have[k] = true
 	}
-	for _, k := range []string{"cluster.nodeTimeout", "tls.issuer", "metrics.port", "valkey.maxmemory", "enforcement.unlabeled", "persistence.allowEphemeral"} {
+	for _, k := range []string{"cluster.nodeTimeout", "tls.issuer", "metrics.port", "valkey.maxmemory", "enforcement.unlabeled", "persistence.allowEphemeral", "scaleGuard"} {
 		if !have[k] {
 			t.Errorf("Keys() does not contain %q: %v", k, keys)
 		}

@@ -22,6 +22,9 @@ type Policy struct {
 	TLS                       TLSPolicy                 `json:"tls"`
 	Metrics                   MetricsPolicy             `json:"metrics"`
 	Enforcement               EnforcementPolicy         `json:"enforcement"`
+	// ScaleGuard is what the scale guard does with a scale-down of a labeled
+	// StatefulSet: enforce, warn or off.
+	ScaleGuard string `json:"scaleGuard"`
 }
 
 // ImagePolicy names the image used when the pod template has no valkey container.
@@ -146,6 +149,16 @@ const (
 	EnforceDeny = "deny"
 	EnforceWarn = "warn"
 	EnforceOff  = "off"
+)
+
+// Scale guard modes for Policy.ScaleGuard: enforce refuses a scale-down that
+// would remove pods that still serve slots (or the last replicas of a master), or
+// that cannot be checked; warn checks and admits with a warning; off does not
+// check.
+const (
+	ScaleGuardEnforce = "enforce"
+	ScaleGuardWarn    = "warn"
+	ScaleGuardOff     = "off"
 )
 
 // TLSEnabled reports whether TLS is configured.

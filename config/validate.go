@@ -17,6 +17,7 @@ var (
 	appendFsyncModes  = []string{"always", "everysec", "no"}
 	unsatisfiable     = []string{"DoNotSchedule", "ScheduleAnyway"}
 	enforcementModes  = []string{EnforceDeny, EnforceOff, EnforceWarn}
+	scaleGuardModes   = []string{ScaleGuardEnforce, ScaleGuardOff, ScaleGuardWarn}
 	issuerKinds       = []string{"ClusterIssuer", "Issuer"}
 )
 
@@ -140,6 +141,7 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 	}
 
 	oneOf("enforcement.unlabeled", p.Enforcement.Unlabeled, enforcementModes)
+	oneOf("scaleGuard", p.ScaleGuard, scaleGuardModes)
 	return errs
 }
 

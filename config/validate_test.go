@@ -313,14 +313,29 @@ func TestValidate(t *testing.T) {
 			wantErr: field.ErrorList{field.NotSupported(path("enforcement.unlabeled"), "block", []string{"deny", "off", "warn"})},
 		},
 		{
+			name:    "scaleGuard unknown",
+			modify:  func(p *config.Policy) { p.ScaleGuard = "deny" },
+			wantErr: field.ErrorList{field.NotSupported(path("scaleGuard"), "deny", []string{"enforce", "off", "warn"})},
+		},
+		{
+			name:   "scaleGuard warn",
+			modify: func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardWarn },
+		},
+		{
+			name:   "scaleGuard off",
+			modify: func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardOff },
+		},
+		{
 			name: "two fields, every error in order",
 			modify: func(p *config.Policy) {
 				p.Cluster.MinMasters = 1
 				p.Enforcement.Unlabeled = ""
+				p.ScaleGuard = ""
 			},
 			wantErr: field.ErrorList{
 				field.Invalid(path("cluster.minMasters"), 1, ""),
 				field.NotSupported(path("enforcement.unlabeled"), "", []string{"deny", "off", "warn"}),
+				field.NotSupported(path("scaleGuard"), "", []string{"enforce", "off", "warn"}),
 			},
 		},
 	}
