@@ -29,7 +29,8 @@ type ConfigurationOptions struct {
 	// TimeoutSeconds bounds each call from the API server.
 	TimeoutSeconds int32
 	// FailurePolicy of the webhooks for labeled StatefulSets; empty means Fail. The
-	// enforcement webhook for unlabeled ones always fails open.
+	// enforcement webhook for unlabeled ones, and the scale guard's webhook for
+	// the scale subresource (which sees every StatefulSet), always fail open.
 	FailurePolicy admissionregistrationv1.FailurePolicyType
 }
 
@@ -38,6 +39,11 @@ const (
 	MutateWebhookName   = "mutate.statefulsets.valkey-webhook.io"
 	ValidateWebhookName = "validate.statefulsets.valkey-webhook.io"
 	EnforceWebhookName  = "enforce.statefulsets.valkey-webhook.io"
+	// ScaleGuardWebhookName guards edits of a labeled StatefulSet's
+	// spec.replicas; ScaleGuardScaleWebhookName the statefulsets/scale
+	// subresource (kubectl scale, autoscalers). Both call ScaleGuardPath.
+	ScaleGuardWebhookName      = "scaleguard.statefulsets.valkey-webhook.io"
+	ScaleGuardScaleWebhookName = "scaleguard-scale.statefulsets.valkey-webhook.io"
 )
 
 // MutatingConfiguration is the MutatingWebhookConfiguration as installed: labeled
@@ -65,9 +71,32 @@ func MutatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.Muta
 }
 
 // ValidatingConfiguration is the ValidatingWebhookConfiguration of labeled
-// StatefulSets.
+// StatefulSets: the validation of CREATE and UPDATE, and the scale guard's two
+// webhooks, one for UPDATE of the StatefulSet and one for UPDATE of its scale
+// subresource.
+//
+// NOTE: the scale subresource's webhook has no objectSelector and fails open.
+// The API server matches an objectSelector against the object it sends, and for
+// statefulsets/scale that is an autoscaling/v1 Scale whose metadata holds only
+// the StatefulSet's name, namespace, uid, resourceVersion and creationTimestamp,
+// never its labels (scaleFromStatefulSet in k8s.io/kubernetes
+// pkg/registry/apps/statefulset/storage/storage.go, v1.37.2; the selector is
+// matched by MatchObjectSelector in k8s.io/apiserver
+// pkg/admission/plugin/webhook/predicates/object/matcher.go against the object and
+// the old object only). A selector on the label would never match, so the webhook
+// sees the scale requests of every StatefulSet outside the excluded namespaces,
+// reads the StatefulSet and allows at once when it is not labeled, or when
+// replicas do not go down. Failing closed would then let an outage of
+// valkey-webhook block `kubectl scale` of every StatefulSet of the cluster, so it
+// fails open: while valkey-webhook is down, a scale through the subresource is
+// not guarded (an edit of spec.replicas still is, through the labeled webhook).
 func ValidatingConfiguration(o ConfigurationOptions) *admissionregistrationv1.ValidatingWebhookConfiguration {
-	return validatingConfiguration(o, o.Name, ValidateWebhookName, ValidatePath, metav1.LabelSelectorOpIn, o.labeledFailurePolicy())
+	c := validatingConfiguration(o, o.Name, ValidateWebhookName, ValidatePath, metav1.LabelSelectorOpIn, o.labeledFailurePolicy())
+	c.Webhooks = append(c.Webhooks,
+		validatingWebhook(o, ScaleGuardWebhookName, ScaleGuardPath, updateRules("statefulsets"), labeled(metav1.LabelSelectorOpIn), o.labeledFailurePolicy()),
+		validatingWebhook(o, ScaleGuardScaleWebhookName, ScaleGuardPath, updateRules("statefulsets/scale"), nil, admissionregistrationv1.Ignore),
+	)
+	return c
 }
 
 // EnforcementConfiguration is the ValidatingWebhookConfiguration of unlabeled
@@ -81,18 +110,22 @@ func validatingConfiguration(o ConfigurationOptions, name, webhook, path string,
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: o.Annotations},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:                    webhook,
-			ClientConfig:            clientConfig(o, path),
-			Rules:                   statefulSetRules(),
-			FailurePolicy:           ptr.To(failure),
-			MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
-			NamespaceSelector:       namespaceSelector(o),
-			ObjectSelector:          labeled(op),
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
-			TimeoutSeconds:          ptr.To(o.TimeoutSeconds),
-			AdmissionReviewVersions: []string{"v1"},
-		}},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{validatingWebhook(o, webhook, path, statefulSetRules(), labeled(op), failure)},
+	}
+}
+
+func validatingWebhook(o ConfigurationOptions, name, path string, rules []admissionregistrationv1.RuleWithOperations, objects *metav1.LabelSelector, failure admissionregistrationv1.FailurePolicyType) admissionregistrationv1.ValidatingWebhook {
+	return admissionregistrationv1.ValidatingWebhook{
+		Name:                    name,
+		ClientConfig:            clientConfig(o, path),
+		Rules:                   rules,
+		FailurePolicy:           ptr.To(failure),
+		MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
+		NamespaceSelector:       namespaceSelector(o),
+		ObjectSelector:          objects,
+		SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+		TimeoutSeconds:          ptr.To(o.TimeoutSeconds),
+		AdmissionReviewVersions: []string{"v1"},
 	}
 }
 
@@ -125,6 +158,19 @@ func statefulSetRules() []admissionregistrationv1.RuleWithOperations {
 			APIGroups:   []string{"apps"},
 			APIVersions: []string{"v1"},
 			Resources:   []string{"statefulsets"},
+			Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
+		},
+	}}
+}
+
+// updateRules match UPDATE of an apps/v1 resource (or subresource, "statefulsets/scale").
+func updateRules(resource string) []admissionregistrationv1.RuleWithOperations {
+	return []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{
+			APIGroups:   []string{"apps"},
+			APIVersions: []string{"v1"},
+			Resources:   []string{resource},
 			Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
 		},
 	}}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	serializerjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -27,6 +28,9 @@ const (
 	MutatePath   = "/mutate-statefulset"
 	ValidatePath = "/validate-statefulset"
 	EnforcePath  = "/enforce-statefulset"
+	// ScaleGuardPath is the scale guard (scaleguard.go): UPDATE of a labeled
+	// StatefulSet and of the statefulsets/scale subresource.
+	ScaleGuardPath = "/scaleguard-statefulset"
 )
 
 // Mutator is the mutating webhook: it hardens labeled StatefulSets.
@@ -80,7 +84,9 @@ func (v ruleValidator) ValidateDelete(context.Context, *appsv1.StatefulSet) (adm
 	return nil, nil
 }
 
-// Handlers returns the three admission webhooks by path.
+// Handlers returns the three admission webhooks that need nothing but the request,
+// by path: mutate, validate and enforce. The offline commands run exactly these;
+// `serve` adds the scale guard (ServeHandlers).
 func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
@@ -88,6 +94,16 @@ func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Web
 		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, p: p})),
 		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, p: p})),
 	}
+}
+
+// ServeHandlers returns Handlers and the scale guard, by path: what `serve`
+// registers. The scale guard asks the live cluster: it reads StatefulSets and
+// their pods through reader (serve's cache) and the auth and TLS Secrets through
+// apiReader (past the cache, which holds only the Secrets valkey-webhook made).
+func ServeHandlers(scheme *runtime.Scheme, p config.Policy, reader, apiReader client.Reader) map[string]*admission.Webhook {
+	hooks := Handlers(scheme, p)
+	hooks[ScaleGuardPath] = scaleGuardWebhook(scheme, p, reader, apiReader)
+	return hooks
 }
 
 // mutating is the mutating webhook, its patch limited to the intended changes.
@@ -144,12 +160,10 @@ func supportedReview(gvk schema.GroupVersionKind) bool {
 // missing. Only well-formed StatefulSet requests reach h.
 func statefulSetsOnly(h admission.Handler) admission.Handler {
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
-		if gvk, ok := ctx.Value(reviewVersionKey{}).(schema.GroupVersionKind); ok && !supportedReview(gvk) {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview's apiVersion %q and kind %q are not supported: valkey-webhook answers admission.k8s.io/v1 (and v1beta1) AdmissionReviews", gvk.GroupVersion().String(), gvk.Kind))
+		if resp, bad := badReview(ctx, req); bad {
+			return resp
 		}
 		switch {
-		case req.UID == "":
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview has no request, or its request has no uid"))
 		case req.Kind.Group != appsv1.GroupName || req.Kind.Version != "v1" || req.Kind.Kind != "StatefulSet" || req.SubResource != "":
 			return admission.Allowed(fmt.Sprintf("valkey-webhook acts on apps/v1 StatefulSets only; %s %s/%s passes unchanged", req.Kind.Kind, req.Resource.Resource, req.SubResource))
 		case req.Operation != admissionv1.Create && req.Operation != admissionv1.Update:
@@ -161,4 +175,16 @@ func statefulSetsOnly(h admission.Handler) admission.Handler {
 		}
 		return h.Handle(ctx, req)
 	})
+}
+
+// badReview answers, with a 400 that says why, an AdmissionReview of an
+// apiVersion valkey-webhook does not answer, or one without a request uid.
+func badReview(ctx context.Context, req admission.Request) (admission.Response, bool) {
+	if gvk, ok := ctx.Value(reviewVersionKey{}).(schema.GroupVersionKind); ok && !supportedReview(gvk) {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview's apiVersion %q and kind %q are not supported: valkey-webhook answers admission.k8s.io/v1 (and v1beta1) AdmissionReviews", gvk.GroupVersion().String(), gvk.Kind)), true
+	}
+	if req.UID == "" {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the AdmissionReview has no request, or its request has no uid")), true
+	}
+	return admission.Response{}, false
 }

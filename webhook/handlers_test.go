@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -205,16 +206,22 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 	}
 }
 
-// FuzzAdmissionHandler sends arbitrary bytes to each webhook: the answer is always
-// an AdmissionReview, and never a 5xx (a recovered panic is a 500).
+// FuzzAdmissionHandler sends arbitrary bytes to each webhook that serve
+// registers: the answer is always an AdmissionReview, and never a 5xx (a
+// recovered panic is a 500). The scale guard reads from an empty cluster: a
+// scale-down it cannot check is refused with a 422, one of a StatefulSet that does
+// not exist is allowed.
 func FuzzAdmissionHandler(f *testing.F) {
 	sts := minimalJSON(f)
 	f.Add(review(f, "CREATE", "StatefulSet", "statefulsets", "", sts, nil))
 	f.Add(review(f, "UPDATE", "StatefulSet", "statefulsets", "", sts, sts))
+	f.Add(review(f, "UPDATE", "StatefulSet", "statefulsets", "", []byte(strings.Replace(string(sts), `"replicas":6`, `"replicas":3`, 1)), sts))
+	f.Add(review(f, "UPDATE", "Scale", "statefulsets", "scale", []byte(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"cache"},"spec":{"replicas":3}}`), []byte(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"cache"},"spec":{"replicas":6}}`)))
 	f.Add(review(f, "CREATE", "StatefulSet", "statefulsets", "", []byte(`{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"labels":{"valkey-webhook.io/cluster":"enabled"},"annotations":{"valkey-webhook.io/valkey.maxmemory":"1Gi"}},"spec":{"template":{"spec":{"containers":[{"name":"valkey","resources":{"limits":{"memory":"1Gi"}}}]}}}}`), nil))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1"}}`))
 	f.Add([]byte("{"))
-	hooks := Handlers(scheme.Scheme, config.Default())
+	empty := fake.NewClientBuilder().WithScheme(scheme.Scheme).Build()
+	hooks := ServeHandlers(scheme.Scheme, config.Default(), empty, empty)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for path, hook := range hooks {
 			r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))

@@ -28,8 +28,10 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 
 // Validate is the admission validation of a labeled StatefulSet, shared by the
 // validating webhook and the offline `validate` command. It returns every denial,
-// with its field path, and the warnings. The rules look at the new object only;
-// those that need the stored one (the live scale-down check) are not built yet.
+// with its field path, and the warnings. The rules look at the new object only.
+// The live scale-down check needs the stored object and the running cluster: it
+// is the scale guard (scaleguard.go), which serve runs and the offline commands
+// cannot.
 func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil

@@ -1,0 +1,529 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
+
+	"github.com/valkey-webhook/valkey-webhook/cluster"
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// scaleAddrs are the drain command's addresses of n pods of cache in team-a.
+func scaleAddrs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("cache-%d.cache-headless.team-a.svc.cluster.local:6379", i)
+	}
+	return out
+}
+
+func master(id string, slots int, ranges string) cluster.NodeReport {
+	return cluster.NodeReport{ID: id, Role: cluster.RoleMaster, Slots: slots, SlotRanges: ranges, State: cluster.StateOK}
+}
+
+func replica(id, of string) cluster.NodeReport {
+	return cluster.NodeReport{ID: id, Role: cluster.RoleReplica, MasterID: of, State: cluster.StateOK}
+}
+
+// eightPods is the cluster of issue 8: masters at ordinals 0, 1, 2 and 6;
+// ordinal 6 has two replicas (3 and 7), ordinal 2 none.
+func eightPods() []cluster.NodeReport {
+	return []cluster.NodeReport{
+		master("id0", 4096, "0-4095"),
+		master("id1", 4096, "4096-8191"),
+		master("id2", 4096, "8192-12287"),
+		replica("id3", "id6"),
+		replica("id4", "id0"),
+		replica("id5", "id1"),
+		master("id6", 4096, "12288-16383"),
+		replica("id7", "id6"),
+	}
+}
+
+func withNodes(nodes []cluster.NodeReport, edit func([]cluster.NodeReport)) []cluster.NodeReport {
+	edit(nodes)
+	return nodes
+}
+
+func TestDecideScaleDown(t *testing.T) {
+	policy := func(edit func(*config.Policy)) *config.Policy {
+		p := config.Default()
+		if edit != nil {
+			edit(&p)
+		}
+		return &p
+	}
+	down := func(from, to int32, nodes []cluster.NodeReport) ScaleDown {
+		return ScaleDown{StatefulSet: "cache", From: from, To: to, Addresses: scaleAddrs(int(from)), AuthSecret: "cache-auth", Report: cluster.Report{Nodes: nodes}}
+	}
+	override := " To scale down anyway, annotate the StatefulSet valkey-webhook.io/scaleGuard=off (or =warn, which admits it with this text as a warning)."
+	drain := func(n int, ordinals string) string {
+		return fmt.Sprintf(" Move the slots with their keys to the pods that stay, then scale: valkey-webhook cluster drain --nodes %s --ordinals %s --password-file <key password of Secret cache-auth>.", strings.Join(scaleAddrs(n), ","), ordinals)
+	}
+	const replicaFix = " A replica serves no slots, so removing one needs no drain, but first give its master another replica among the pods that stay (CLUSTER REPLICATE <master ID> on a replica that stays), or remove fewer pods."
+	const retry = " The scale guard refuses what it cannot check: retry once every pod runs and answers."
+	master6 := "scaling cache down from 7 to 6 pods would remove cache-6 (node id6, master), which serves 4096 slots (12288-16383)."
+
+	tests := []struct {
+		name string
+		in   ScaleDown
+		p    *config.Policy
+		want ScaleVerdict
+	}{
+		{
+			name: "a scale-up is allowed, whatever the report",
+			in:   ScaleDown{StatefulSet: "cache", From: 6, To: 8},
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "unchanged replicas are allowed",
+			in:   ScaleDown{StatefulSet: "cache", From: 8, To: 8, Unchecked: "not looked at"},
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "8 to 7: ordinal 7 is a replica of a master that keeps another one",
+			in:   down(8, 7, eightPods()),
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "7 to 6: ordinal 6 serves slots",
+			in:   down(7, 6, eightPods()[:7]),
+			p:    policy(nil),
+			want: ScaleVerdict{Denial: master6 + drain(7, "6") + override},
+		},
+		{
+			name: "7 to 6 in warn mode: admitted with the same text as a warning",
+			in:   down(7, 6, eightPods()[:7]),
+			p:    policy(func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardWarn }),
+			want: ScaleVerdict{Allowed: true, Warnings: []string{"spec.replicas: " + master6 + drain(7, "6") + " Admitted anyway: scaleGuard is warn."}},
+		},
+		{
+			name: "7 to 6 with the guard off",
+			in:   down(7, 6, eightPods()[:7]),
+			p:    policy(func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardOff }),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "8 to 6: the master and its replica both go; only the master's slots count",
+			in:   down(8, 6, eightPods()),
+			p:    policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 8 to 6 pods would remove cache-6 (node id6, master), which serves 4096 slots (12288-16383)." + drain(8, "6") + override},
+		},
+		{
+			name: "8 to 3: two masters with slots, and the last replicas of two masters that stay",
+			in:   down(8, 3, eightPods()),
+			p:    policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 8 to 3 pods would remove " +
+				"cache-4 (node id4, replica of cache-0), which would leave master cache-0 (node id0) with 0 replicas among the pods that stay, fewer than cluster.replicasPerMaster (1); " +
+				"cache-5 (node id5, replica of cache-1), which would leave master cache-1 (node id1) with 0 replicas among the pods that stay, fewer than cluster.replicasPerMaster (1); " +
+				"cache-6 (node id6, master), which serves 4096 slots (12288-16383)." +
+				drain(8, "6") + replicaFix + override},
+		},
+		{
+			name: "the last replica of a master that stays",
+			in: down(8, 7, withNodes(eightPods(), func(n []cluster.NodeReport) {
+				n[3] = replica("id3", "id2") // cache-6 keeps only cache-7
+			})),
+			p: policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 8 to 7 pods would remove cache-7 (node id7, replica of cache-6), which would leave master cache-6 (node id6) with 0 replicas among the pods that stay, fewer than cluster.replicasPerMaster (1)." +
+				replicaFix + override},
+		},
+		{
+			name: "the last replica, with replicasPerMaster 0",
+			in: down(8, 7, withNodes(eightPods(), func(n []cluster.NodeReport) {
+				n[3] = replica("id3", "id2")
+			})),
+			p:    policy(func(p *config.Policy) { p.Cluster.ReplicasPerMaster = 0 }),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "two replicas wanted, one stays",
+			in:   down(8, 7, eightPods()),
+			p:    policy(func(p *config.Policy) { p.Cluster.ReplicasPerMaster = 2 }),
+			want: ScaleVerdict{Denial: "scaling cache down from 8 to 7 pods would remove cache-7 (node id7, replica of cache-6), which would leave master cache-6 (node id6) with 1 replicas among the pods that stay, fewer than cluster.replicasPerMaster (2)." +
+				replicaFix + override},
+		},
+		{
+			name: "a master that serves no slots (drained) goes, and so may its last replica",
+			in: down(8, 6, withNodes(eightPods(), func(n []cluster.NodeReport) {
+				n[6] = master("id6", 0, "")
+				n[3] = replica("id3", "id2")
+			})),
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "the last replica of a master that serves nothing",
+			in: down(8, 7, withNodes(eightPods(), func(n []cluster.NodeReport) {
+				n[6] = master("id6", 0, "")
+				n[3] = replica("id3", "id2")
+			})),
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
+			name: "a replica whose master is no pod of the StatefulSet counts as staying, named by address",
+			in: down(8, 7, withNodes(eightPods(), func(n []cluster.NodeReport) {
+				n[7] = replica("id7", "elsewhere")
+				n[7].MasterAddress = "10.0.0.9:6379"
+			})),
+			p: policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 8 to 7 pods would remove cache-7 (node id7, replica of 10.0.0.9:6379), which would leave master 10.0.0.9:6379 (node elsewhere) with 0 replicas among the pods that stay, fewer than cluster.replicasPerMaster (1)." +
+				replicaFix + override},
+		},
+		{
+			name: "a pod that does not run: not checked, refused",
+			in:   ScaleDown{StatefulSet: "cache", From: 7, To: 6, Unchecked: "not every pod runs: cache-2 is Pending"},
+			p:    policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 7 to 6 pods cannot be checked: not every pod runs: cache-2 is Pending." + retry + override},
+		},
+		{
+			name: "not checked, in warn mode",
+			in:   ScaleDown{StatefulSet: "cache", From: 7, To: 6, Unchecked: "not every pod runs: cache-2 is Pending"},
+			p:    policy(func(p *config.Policy) { p.ScaleGuard = config.ScaleGuardWarn }),
+			want: ScaleVerdict{Allowed: true, Warnings: []string{"spec.replicas: scaling cache down from 7 to 6 pods cannot be checked: not every pod runs: cache-2 is Pending." + retry + " Admitted anyway: scaleGuard is warn."}},
+		},
+		{
+			name: "nodes that do not answer are named, also those that stay",
+			in: down(7, 6, withNodes(eightPods()[:7], func(n []cluster.NodeReport) {
+				n[1] = cluster.NodeReport{Error: "node 127.0.0.2:6379: not reachable (connection refused)"}
+				n[6] = cluster.NodeReport{Error: "node 127.0.0.7:6379: not reachable (connection refused)"}
+			})),
+			p: policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 7 to 6 pods cannot be checked: cache-1 did not answer (node 127.0.0.2:6379: not reachable (connection refused)); cache-6 did not answer (node 127.0.0.7:6379: not reachable (connection refused))." +
+				retry + override},
+		},
+		{
+			name: "out of time",
+			in: func() ScaleDown {
+				sd := down(7, 6, withNodes(eightPods()[:7], func(n []cluster.NodeReport) {
+					n[3] = cluster.NodeReport{Error: "node 127.0.0.4:6379: not reachable (context deadline exceeded)"}
+				}))
+				sd.TimedOut = true
+				return sd
+			}(),
+			p: policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 7 to 6 pods cannot be checked: the check ran out of its 3s budget; cache-3 did not answer (node 127.0.0.4:6379: not reachable (context deadline exceeded))." +
+				retry + override},
+		},
+		{
+			name: "a report that does not match the pods",
+			in:   down(7, 6, eightPods()),
+			p:    policy(nil),
+			want: ScaleVerdict{Denial: "scaling cache down from 7 to 6 pods cannot be checked: 8 nodes answered for 7 pods." + retry + override},
+		},
+		{
+			name: "TLS with client certificates, and auth: the drain command's flags",
+			in: func() ScaleDown {
+				sd := down(7, 6, eightPods()[:7])
+				sd.TLSSecret = "cache-tls"
+				return sd
+			}(),
+			p: policy(func(p *config.Policy) { p.TLS.SecretName = "cache-tls"; p.TLS.AuthClients = true }),
+			want: ScaleVerdict{Denial: master6 + " Move the slots with their keys to the pods that stay, then scale: valkey-webhook cluster drain --nodes " + strings.Join(scaleAddrs(7), ",") +
+				" --ordinals 6 --tls-ca <ca.crt of Secret cache-tls> --tls-cert <tls.crt of Secret cache-tls> --tls-key <tls.key of Secret cache-tls> --password-file <key password of Secret cache-auth>." + override},
+		},
+		{
+			name: "no auth: no password file",
+			in: func() ScaleDown {
+				sd := down(7, 6, eightPods()[:7])
+				sd.AuthSecret = ""
+				return sd
+			}(),
+			p: policy(func(p *config.Policy) { p.Auth.Enabled = false }),
+			want: ScaleVerdict{Denial: master6 + " Move the slots with their keys to the pods that stay, then scale: valkey-webhook cluster drain --nodes " + strings.Join(scaleAddrs(7), ",") +
+				" --ordinals 6." + override},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := DecideScaleDown(tc.in, tc.p)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("DecideScaleDown() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// noIO is a client.Reader that fails the test on any read: the requests given to
+// it must be answered without asking the cluster.
+type noIO struct{ t *testing.T }
+
+func (r noIO) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	r.t.Error("the scale guard read an object")
+	return fmt.Errorf("no reads")
+}
+
+func (r noIO) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	r.t.Error("the scale guard listed objects")
+	return fmt.Errorf("no reads")
+}
+
+// scaleReview is an UPDATE review of the scale subresource of StatefulSet cache.
+func scaleReview(t *testing.T, from, to int32) []byte {
+	t.Helper()
+	scale := func(n int32) []byte {
+		return []byte(fmt.Sprintf(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"cache","namespace":"team-a"},"spec":{"replicas":%d}}`, n))
+	}
+	var req map[string]any
+	if err := json.Unmarshal(review(t, "UPDATE", "Scale", "statefulsets", "scale", scale(to), scale(from)), &req); err != nil {
+		t.Fatal(err)
+	}
+	r := req["request"].(map[string]any)
+	r["kind"] = map[string]string{"group": "autoscaling", "version": "v1", "kind": "Scale"}
+	r["name"] = "cache"
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// stsJSON is the minimal example with the given replicas, labeled or not, with
+// extra annotations.
+func stsJSON(t *testing.T, replicas int32, labeled bool, annotations map[string]string) []byte {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	if err := yaml.Unmarshal(minimalJSON(t), sts); err != nil {
+		t.Fatal(err)
+	}
+	sts.Spec.Replicas = ptr.To(replicas)
+	if !labeled {
+		delete(sts.Labels, defaults.ClusterLabel)
+	}
+	if len(annotations) > 0 {
+		sts.Annotations = annotations
+	}
+	sts.SetGroupVersionKind(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"})
+	b, err := json.Marshal(sts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestScaleGuardWithoutIO covers the requests the scale guard answers without
+// reading anything: scale-ups, unchanged replicas, unlabeled StatefulSets, the
+// guard turned off by the object's annotation, and requests it does not act on.
+func TestScaleGuardWithoutIO(t *testing.T) {
+	// Allowed and passed through look alike here: both 200, allowed.
+	allowed := verdict{Allowed: true, Code: http.StatusOK}
+	tests := []struct {
+		name string
+		body func(t *testing.T) []byte
+		want verdict
+	}{
+		{"scale subresource, up", func(t *testing.T) []byte { return scaleReview(t, 6, 8) }, allowed},
+		{"scale subresource, unchanged", func(t *testing.T) []byte { return scaleReview(t, 6, 6) }, allowed},
+		{"StatefulSet, up", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 8, true, nil), stsJSON(t, 6, true, nil))
+		}, allowed},
+		{"StatefulSet, unchanged", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 6, true, nil), stsJSON(t, 6, true, nil))
+		}, allowed},
+		{"StatefulSet, down, not labeled before or after", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, false, nil), stsJSON(t, 6, false, nil))
+		}, allowed},
+		{"StatefulSet, down, the guard off by annotation", func(t *testing.T) []byte {
+			off := map[string]string{"valkey-webhook.io/scaleGuard": "off"}
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, true, off), stsJSON(t, 6, true, nil))
+		}, allowed},
+		{"StatefulSet, CREATE", func(t *testing.T) []byte {
+			return review(t, "CREATE", "StatefulSet", "statefulsets", "", stsJSON(t, 6, true, nil), nil)
+		}, allowed},
+		{"StatefulSet, DELETE", func(t *testing.T) []byte {
+			return review(t, "DELETE", "StatefulSet", "statefulsets", "", nil, stsJSON(t, 6, true, nil))
+		}, allowed},
+		{"status subresource", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "status", stsJSON(t, 3, true, nil), stsJSON(t, 6, true, nil))
+		}, allowed},
+		{"another kind", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "Deployment", "deployments", "", []byte(`{}`), []byte(`{}`))
+		}, allowed},
+		{"UPDATE without oldObject", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, true, nil), nil)
+		}, verdict{Code: http.StatusBadRequest}},
+		{"scale UPDATE without object", func(t *testing.T) []byte {
+			var req map[string]any
+			_ = json.Unmarshal(scaleReview(t, 6, 3), &req)
+			delete(req["request"].(map[string]any), "object")
+			b, _ := json.Marshal(req)
+			return b
+		}, verdict{Code: http.StatusBadRequest}},
+		{"a Pod as the old StatefulSet", func(t *testing.T) []byte {
+			return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, true, nil), []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}`))
+		}, verdict{Code: http.StatusBadRequest}},
+		{"no uid", func(t *testing.T) []byte {
+			var req map[string]any
+			_ = json.Unmarshal(scaleReview(t, 6, 3), &req)
+			delete(req["request"].(map[string]any), "uid")
+			b, _ := json.Marshal(req)
+			return b
+		}, verdict{Code: http.StatusBadRequest}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hook := scaleGuardWebhook(scheme.Scheme, config.Default(), noIO{t}, noIO{t})
+			r := httptest.NewRequest(http.MethodPost, ScaleGuardPath, bytes.NewReader(tc.body(t)))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			hook.ServeHTTP(w, r)
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || out.Response == nil {
+				t.Fatalf("the answer is not an AdmissionReview with a response: %v: %q", err, w.Body.String())
+			}
+			got := verdict{Allowed: out.Response.Allowed, Patched: len(out.Response.Patch) > 0}
+			if out.Response.Result != nil {
+				got.Code = out.Response.Result.Code
+			}
+			if w.Code != http.StatusOK {
+				t.Errorf("HTTP %d", w.Code)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("verdict mismatch (-want +got):\n%s\nresult: %+v", diff, out.Response.Result)
+			}
+		})
+	}
+}
+
+// TestOfflineRunsNoScaleGuard: the offline commands have no cluster to ask.
+func TestOfflineRunsNoScaleGuard(t *testing.T) {
+	if _, ok := Handlers(scheme.Scheme, config.Default())[ScaleGuardPath]; ok {
+		t.Error("Handlers, which the offline commands run, includes the scale guard")
+	}
+	if _, ok := NewOffline(scheme.Scheme, config.Default()).hooks[ScaleGuardPath]; ok {
+		t.Error("the offline runner has the scale guard")
+	}
+	hooks := ServeHandlers(scheme.Scheme, config.Default(), noIO{t}, noIO{t})
+	for _, path := range []string{MutatePath, ValidatePath, EnforcePath, ScaleGuardPath} {
+		if hooks[path] == nil {
+			t.Errorf("ServeHandlers has no %s", path)
+		}
+	}
+}
+
+// TestScaleGuardReads covers the scale-downs that read the StatefulSet and its
+// pods but never get to ask Valkey: the cluster has no running pods here, so the
+// guard cannot check and refuses (enforce) or warns. The StatefulSet is found
+// past an empty cache, as right after serve starts.
+func TestScaleGuardReads(t *testing.T) {
+	stored := func(labeled bool, annotations map[string]string) *appsv1.StatefulSet {
+		sts := &appsv1.StatefulSet{}
+		if err := json.Unmarshal(stsJSON(t, 6, labeled, annotations), sts); err != nil {
+			t.Fatal(err)
+		}
+		sts.Namespace = "team-a"
+		return sts
+	}
+	const unchecked = `StatefulSet.apps "cache" is invalid: spec.replicas: Forbidden: scaling cache down from 6 to 3 pods cannot be checked: ` +
+		`not every pod runs: cache-0 does not exist, cache-1 does not exist, cache-2 does not exist, cache-3 does not exist, cache-4 does not exist, cache-5 does not exist. ` +
+		`The scale guard refuses what it cannot check: retry once every pod runs and answers. ` +
+		`To scale down anyway, annotate the StatefulSet valkey-webhook.io/scaleGuard=off (or =warn, which admits it with this text as a warning).`
+	type answer struct {
+		Allowed  bool
+		Code     int32
+		Message  string
+		Warnings []string
+	}
+	tests := []struct {
+		name   string
+		stored *appsv1.StatefulSet
+		body   func(t *testing.T) []byte
+		want   answer
+	}{
+		{
+			name:   "scale subresource, labeled",
+			stored: stored(true, nil),
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want:   answer{Code: http.StatusUnprocessableEntity, Message: unchecked},
+		},
+		{
+			name:   "scale subresource, not labeled: allowed after reading it",
+			stored: stored(false, nil),
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want:   answer{Allowed: true, Code: http.StatusOK},
+		},
+		{
+			name:   "scale subresource, the StatefulSet is gone",
+			stored: nil,
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want:   answer{Allowed: true, Code: http.StatusOK, Message: "StatefulSet team-a/cache does not exist"},
+		},
+		{
+			name:   "scale subresource, warn by the stored StatefulSet's annotation",
+			stored: stored(true, map[string]string{"valkey-webhook.io/scaleGuard": "warn"}),
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want: answer{Allowed: true, Code: http.StatusOK, Warnings: []string{"spec.replicas: scaling cache down from 6 to 3 pods cannot be checked: " +
+				"not every pod runs: cache-0 does not exist, cache-1 does not exist, cache-2 does not exist, cache-3 does not exist, cache-4 does not exist, cache-5 does not exist. " +
+				"The scale guard refuses what it cannot check: retry once every pod runs and answers. Admitted anyway: scaleGuard is warn."}},
+		},
+		{
+			name:   "scale subresource, off by the stored StatefulSet's annotation",
+			stored: stored(true, map[string]string{"valkey-webhook.io/scaleGuard": "off"}),
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want:   answer{Allowed: true, Code: http.StatusOK},
+		},
+		{
+			name:   "an edit of spec.replicas that also removes the label",
+			stored: nil,
+			body: func(t *testing.T) []byte {
+				return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, false, nil), stsJSON(t, 6, true, nil))
+			},
+			want: answer{Code: http.StatusUnprocessableEntity, Message: unchecked},
+		},
+		{
+			name:   "an edit of spec.replicas: the new object's annotation decides",
+			stored: nil,
+			body: func(t *testing.T) []byte {
+				off := map[string]string{"valkey-webhook.io/scaleGuard": "off"}
+				return review(t, "UPDATE", "StatefulSet", "statefulsets", "", stsJSON(t, 3, true, off), stsJSON(t, 6, true, nil))
+			},
+			want: answer{Allowed: true, Code: http.StatusOK},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := fake.NewClientBuilder().WithScheme(scheme.Scheme)
+			if tc.stored != nil {
+				api = api.WithObjects(tc.stored)
+			}
+			cache := fake.NewClientBuilder().WithScheme(scheme.Scheme).Build()
+			hook := scaleGuardWebhook(scheme.Scheme, config.Default(), cache, api.Build())
+			r := httptest.NewRequest(http.MethodPost, ScaleGuardPath, bytes.NewReader(tc.body(t)))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			hook.ServeHTTP(w, r)
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || out.Response == nil {
+				t.Fatalf("the answer is not an AdmissionReview with a response: %v: %q", err, w.Body.String())
+			}
+			got := answer{Allowed: out.Response.Allowed, Warnings: out.Response.Warnings}
+			if res := out.Response.Result; res != nil {
+				got.Code, got.Message = res.Code, res.Message
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("answer mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
