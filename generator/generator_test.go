@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
+	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ from the current output")
@@ -515,5 +518,34 @@ func TestMatchingLabels(t *testing.T) {
 				t.Fatal("matchingLabels changed its base")
 			}
 		})
+	}
+}
+
+// TestInstallLeavesTheScaleGuardItsBudget: the API server must get the scale
+// guard's own answer, so every webhook calling it gives it more time than its
+// budget, with a second to spare for the call itself.
+func TestInstallLeavesTheScaleGuardItsBudget(t *testing.T) {
+	objects, err := Install(InstallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for _, obj := range objects {
+		c, ok := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration)
+		if !ok {
+			continue
+		}
+		for _, w := range c.Webhooks {
+			if w.ClientConfig.Service == nil || ptr.Deref(w.ClientConfig.Service.Path, "") != webhook.ScaleGuardPath {
+				continue
+			}
+			calls++
+			if timeout := time.Duration(ptr.Deref(w.TimeoutSeconds, 10)) * time.Second; timeout < webhook.ScaleGuardBudget+time.Second {
+				t.Errorf("%s: timeoutSeconds %s leaves the scale guard's %s budget less than a second", w.Name, timeout, webhook.ScaleGuardBudget)
+			}
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d webhooks call the scale guard, want 2 (statefulsets and statefulsets/scale)", calls)
 	}
 }

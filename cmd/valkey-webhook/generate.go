@@ -160,7 +160,7 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 	f.StringVar(&in.Namespace, "namespace", generator.DefaultNamespace, "namespace of the webhook (never acted on by it)")
 	f.StringVar(&in.Image, "image", generator.DefaultImage, "valkey-webhook image")
 	f.IntVar(&in.Replicas, "replicas", 2, "replicas of the webhook Deployment")
-	f.StringVar(&in.FailurePolicy, "failure-policy", "Fail", "failurePolicy of the webhooks for labeled StatefulSets: Fail or Ignore")
+	f.StringVar(&in.FailurePolicy, "failure-policy", "Fail", "failurePolicy of the webhooks for labeled StatefulSets: Fail or Ignore (the enforcement webhook and the scale guard's webhook for statefulsets/scale always fail open)")
 	f.StringVar(&in.Enforcement, "enforcement", "warn", "enforcement.unlabeled: deny, warn or off")
 	f.StringVar(&in.CertMode, "cert-mode", generator.CertModeCertManager, "how the serving certificate is issued: cert-manager (installed first), or self-managed (serve issues, renews and injects it)")
 	f.StringVar(&in.DevURL, "dev-url", "", "https://HOST:PORT of a webhook running outside the cluster: print only the webhook configurations")
