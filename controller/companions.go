@@ -62,8 +62,9 @@ type CompanionReconciler struct {
 	Policy    config.Policy
 	// CertManager says whether the cert-manager Certificate kind is served.
 	CertManager bool
-	// ControllerNamespace, when set, is where valkey-webhook runs its lifecycle
-	// controller: the NetworkPolicy admits its pods to the client port.
+	// ControllerNamespace, when set, is where valkey-webhook runs (its lifecycle
+	// controller and its scale guard): the NetworkPolicy admits its pods to the
+	// client port.
 	ControllerNamespace string
 }
 

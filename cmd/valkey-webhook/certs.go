@@ -34,7 +34,7 @@ type certOptions struct {
 
 func (c *certOptions) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.mode, "cert-mode", certModeFiles, `where the serving certificate comes from: "files" (tls.crt and tls.key in --cert-dir, kept by someone else, such as cert-manager) or "self-managed" (serve issues, stores, renews and writes it itself)`)
-	f.StringVar(&c.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's namespace: where --cert-mode self-managed keeps its Secret, and whose valkey-webhook pods the companion NetworkPolicies admit for the lifecycle controller (default: $POD_NAMESPACE)")
+	f.StringVar(&c.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the webhook's namespace: where --cert-mode self-managed keeps its Secret, and whose valkey-webhook pods the companion NetworkPolicies admit to the client port, for the lifecycle controller and the scale guard (default: $POD_NAMESPACE)")
 	f.StringVar(&c.secret, "cert-secret", "valkey-webhook-tls", "Secret that holds the self-managed CA and serving certificate")
 	f.StringVar(&c.serviceName, "service-name", "valkey-webhook", "the webhook's Service, whose DNS names the self-managed certificate carries")
 	f.StringSliceVar(&c.hosts, "cert-hosts", nil, "DNS names and IP addresses of the self-managed certificate (default: the Service's names)")

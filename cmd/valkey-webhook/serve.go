@@ -14,11 +14,14 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -48,9 +51,10 @@ func newServeCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the admission webhook server",
-		Long: `serve runs the HTTPS admission webhooks for StatefulSets (mutate, validate, and the
-cluster-wide enforcement for unlabeled Valkey clusters), with health and readiness
-endpoints and Prometheus metrics.
+		Long: `serve runs the HTTPS admission webhooks for StatefulSets (mutate, validate, the
+cluster-wide enforcement for unlabeled Valkey clusters, and the scale guard, which
+asks the live Valkey cluster before a scale-down removes pods), with health and
+readiness endpoints and Prometheus metrics.
 
 It reports ready only once the webhook serves TLS. On SIGTERM it stops being ready
 at once, keeps serving for --shutdown-drain-delay so that the API server and the
@@ -129,7 +133,16 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	for path, hook := range webhook.Handlers(scheme, p) {
+	// The scale guard reads StatefulSets and their pods from the cache. Every
+	// replica serves the webhooks, also those that do not lead the controllers:
+	// ask for both informers now, so that they start and sync with the cache
+	// instead of at the first scale-down.
+	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &corev1.Pod{}} {
+		if _, err := mgr.GetCache().GetInformer(parent, obj); err != nil {
+			return fmt.Errorf("setting up the cache for the scale guard: %w", err)
+		}
+	}
+	for path, hook := range webhook.ServeHandlers(scheme, p, mgr.GetClient(), mgr.GetAPIReader()) {
 		mgr.GetWebhookServer().Register(path, hook)
 	}
 	if certs != nil {
@@ -144,9 +157,9 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		Policy:      p,
 		CertManager: certManager,
 	}
-	if s.lifecycle {
-		companions.ControllerNamespace = s.certs.namespace
-	}
+	// The lifecycle controller and the scale guard (on every replica) reach the
+	// pods on the client port.
+	companions.ControllerNamespace = s.certs.namespace
 	if err := companions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the companion controller: %w", err)
 	}
