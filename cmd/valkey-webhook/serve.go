@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -133,14 +134,10 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	// The scale guard reads StatefulSets and their pods from the cache. Every
-	// replica serves the webhooks, also those that do not lead the controllers:
-	// ask for both informers now, so that they start and sync with the cache
-	// instead of at the first scale-down.
-	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &corev1.Pod{}} {
-		if _, err := mgr.GetCache().GetInformer(parent, obj); err != nil {
-			return fmt.Errorf("setting up the cache for the scale guard: %w", err)
-		}
+	// The scale guard reads StatefulSets and their pods from the cache, on every
+	// replica, also those that do not lead the controllers.
+	if err := mgr.Add(warmInformers{cache: mgr.GetCache(), objects: []client.Object{&appsv1.StatefulSet{}, &corev1.Pod{}}}); err != nil {
+		return err
 	}
 	for path, hook := range webhook.ServeHandlers(scheme, p, mgr.GetClient(), mgr.GetAPIReader()) {
 		mgr.GetWebhookServer().Register(path, hook)
@@ -232,3 +229,26 @@ func servesCertificates(cfg *rest.Config) (bool, error) {
 	}
 	return true, nil
 }
+
+// warmInformers starts the cache's informers of some kinds once the cache runs,
+// on every replica, rather than at the first read. It is not registered before
+// the manager starts: the manager would then wait for them to sync before it
+// starts anything else, and for ever without the RBAC to list them.
+type warmInformers struct {
+	cache   cache.Cache
+	objects []client.Object
+}
+
+// Start asks for each informer and returns once they are synced, or the manager
+// stops; an informer that cannot sync only makes the first reads slower.
+func (w warmInformers) Start(ctx context.Context) error {
+	for _, obj := range w.objects {
+		if _, err := w.cache.GetInformer(ctx, obj); err != nil && ctx.Err() == nil {
+			ctrl.Log.WithName("serve").Info("the scale guard's cache has not synced", "kind", fmt.Sprintf("%T", obj), "error", err.Error())
+		}
+	}
+	return nil
+}
+
+// NeedLeaderElection is false: every replica serves the webhooks.
+func (warmInformers) NeedLeaderElection() bool { return false }
