@@ -27,18 +27,26 @@ type verdict struct {
 }
 
 var (
-	badRequest     = verdict{HTTP: 200, Code: 400, Message: true}
-	passThrough    = verdict{HTTP: 200, Allowed: true, Code: 200, Message: true}
-	mutated        = verdict{HTTP: 200, Allowed: true, Code: 200, Patched: true}
-	allowed        = verdict{HTTP: 200, Allowed: true, Code: 200}
-	invalid        = verdict{HTTP: 200, Code: 422, Message: true}
-	tooLarge       = verdict{HTTP: 200, Code: 413, Message: true}
-	paths          = []string{"/mutate-statefulset", "/validate-statefulset", "/enforce-statefulset"}
-	everyPathIs    = func(v verdict) map[string]verdict { return map[string]verdict{paths[0]: v, paths[1]: v, paths[2]: v} }
+	badRequest  = verdict{HTTP: 200, Code: 400, Message: true}
+	passThrough = verdict{HTTP: 200, Allowed: true, Code: 200, Message: true}
+	mutated     = verdict{HTTP: 200, Allowed: true, Code: 200, Patched: true}
+	allowed     = verdict{HTTP: 200, Allowed: true, Code: 200}
+	invalid     = verdict{HTTP: 200, Code: 422, Message: true}
+	tooLarge    = verdict{HTTP: 200, Code: 413, Message: true}
+	paths       = []string{"/mutate-statefulset", "/validate-statefulset", "/enforce-statefulset", "/scaleguard-statefulset"}
+	everyPathIs = func(v verdict) map[string]verdict {
+		return map[string]verdict{paths[0]: v, paths[1]: v, paths[2]: v, paths[3]: v}
+	}
+	// createIs is a CREATE review's verdicts: v at the webhooks that act on
+	// CREATE; the scale guard acts on UPDATE only, and lets a CREATE through
+	// without reading it.
+	createIs = func(v verdict) map[string]verdict {
+		return map[string]verdict{paths[0]: v, paths[1]: v, paths[2]: v, paths[3]: passThrough}
+	}
 	unmutatedIsBad = func(m verdict) map[string]verdict {
 		// Unmutated, the minimal example has no data claim template, so validation
 		// denies it; the API server always calls the mutating webhook first.
-		return map[string]verdict{paths[0]: m, paths[1]: invalid, paths[2]: allowed}
+		return map[string]verdict{paths[0]: m, paths[1]: invalid, paths[2]: allowed, paths[3]: passThrough}
 	}
 )
 
@@ -141,14 +149,18 @@ var _ = Describe("Bad AdmissionReviews sent to the running server over HTTPS", O
 		}, "", everyPathIs(badRequest)),
 		Entry("an object of a wrong apiVersion (apps/v1beta2)", func() []byte {
 			return withObject(func(obj map[string]any) { obj["apiVersion"] = "apps/v1beta2" })
-		}, "", everyPathIs(badRequest)),
+		}, "", createIs(badRequest)),
 		Entry("the older admission.k8s.io/v1beta1, still answered", func() []byte {
 			return []byte(strings.Replace(string(reviewOf("CREATE", minimalJSON(), nil, 1)), "admission.k8s.io/v1", "admission.k8s.io/v1beta1", 1))
 		}, "", unmutatedIsBad(mutated)),
 		Entry("no request", func() []byte { return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`) }, "", everyPathIs(badRequest)),
-		Entry("no object", func() []byte { return reviewOf("CREATE", nil, nil, 1) }, "", everyPathIs(badRequest)),
+		Entry("no object", func() []byte { return reviewOf("CREATE", nil, nil, 1) }, "", createIs(badRequest)),
 		Entry("a Pod under the StatefulSet resource", func() []byte {
 			return reviewOf("CREATE", []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"x"}]}}`), nil, 1)
+		}, "", createIs(badRequest)),
+		Entry("a Pod under the StatefulSet resource, UPDATE", func() []byte {
+			pod := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"x"}]}}`)
+			return reviewOf("UPDATE", pod, pod, 1)
 		}, "", everyPathIs(badRequest)),
 		Entry("a request of another kind", func() []byte {
 			return withRequest(func(req map[string]any) {
@@ -167,19 +179,27 @@ var _ = Describe("Bad AdmissionReviews sent to the running server over HTTPS", O
 			review["request"].(map[string]any)["dryRun"] = true
 			b, _ := json.Marshal(review)
 			return b
-		}, "", map[string]verdict{paths[0]: allowed, paths[1]: allowed, paths[2]: allowed}),
+		}, "", createIs(allowed)),
 		Entry("the scale subresource", func() []byte {
 			return withRequest(func(req map[string]any) {
 				scale := json.RawMessage(`{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"cache"},"spec":{"replicas":4}}`)
 				req["operation"], req["subResource"], req["object"], req["oldObject"] = "UPDATE", "scale", scale, scale
 				req["kind"] = map[string]string{"group": "autoscaling", "version": "v1", "kind": "Scale"}
 			})
-		}, "", everyPathIs(passThrough)),
+			// The scale guard reads the Scales, sees no scale-down and allows at once.
+		}, "", map[string]verdict{paths[0]: passThrough, paths[1]: passThrough, paths[2]: passThrough, paths[3]: allowed}),
+		Entry("the scale subresource, a Pod as its object", func() []byte {
+			return withRequest(func(req map[string]any) {
+				pod := json.RawMessage(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}}`)
+				req["operation"], req["subResource"], req["object"], req["oldObject"] = "UPDATE", "scale", pod, pod
+				req["kind"] = map[string]string{"group": "autoscaling", "version": "v1", "kind": "Scale"}
+			})
+		}, "", map[string]verdict{paths[0]: passThrough, paths[1]: passThrough, paths[2]: passThrough, paths[3]: badRequest}),
 		Entry("a quantity whose exponent would take minutes to parse", func() []byte {
 			return withObject(func(obj map[string]any) {
 				obj["metadata"].(map[string]any)["annotations"] = map[string]any{"valkey-webhook.io/valkey.maxmemory": ".0000100E0008010000001000"}
 			})
-		}, "", map[string]verdict{paths[0]: invalid, paths[1]: invalid, paths[2]: allowed}),
+		}, "", map[string]verdict{paths[0]: invalid, paths[1]: invalid, paths[2]: allowed, paths[3]: passThrough}),
 		Entry("a 3 MiB object: one large annotation", func() []byte {
 			return withObject(func(obj map[string]any) {
 				obj["metadata"].(map[string]any)["annotations"] = map[string]any{"example.com/blob": strings.Repeat("x", 3<<20-1024)}

@@ -115,7 +115,7 @@ var _ = Describe("An outage of the webhook", func() {
 		update.Annotations = map[string]string{"example.com/touched": "yes"}
 		webhookError(k8s.Update(ctx, update), "connection refused")
 
-		By("letting through what the webhooks are not registered for: a scale and a delete of a labeled StatefulSet")
+		By("letting through a scale (the scale guard's webhook for the scale subresource fails open) and a delete (no webhook is registered for it) of a labeled StatefulSet")
 		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 9}}
 		Expect(k8s.SubResource("scale").Update(ctx, existing, client.WithSubResourceBody(scale))).To(Succeed())
 		Expect(k8s.Delete(ctx, existing)).To(Succeed())
