@@ -59,8 +59,14 @@ type NodeEntry struct {
 	Connected   bool
 	Slots       []SlotRange
 	// Migrating and Importing are slots in the middle of a move, as
-	// "[slot->-id]" and "[slot-<-id]".
-	Migrating, Importing []int
+	// "[slot->-id]" and "[slot-<-id]"; a node shows them on its own line only.
+	Migrating, Importing []SlotMove
+}
+
+// SlotMove is a slot in the middle of a move, and the node at the other end.
+type SlotMove struct {
+	Slot int
+	Peer string
 }
 
 // HasFlag reports whether the entry carries a flag (myself, master, slave, fail?,
@@ -123,14 +129,14 @@ func parseNodeLine(line string) (NodeEntry, error) {
 	e.ConfigEpoch = epoch
 	for _, s := range f[8:] {
 		if strings.HasPrefix(s, "[") {
-			slot, dir, ok := parseMoving(s)
+			mv, dir, ok := parseMoving(s)
 			if !ok {
 				return NodeEntry{}, fmt.Errorf("slot in migration %q", s)
 			}
 			if dir == "->-" {
-				e.Migrating = append(e.Migrating, slot)
+				e.Migrating = append(e.Migrating, mv)
 			} else {
-				e.Importing = append(e.Importing, slot)
+				e.Importing = append(e.Importing, mv)
 			}
 			continue
 		}
@@ -186,15 +192,15 @@ func parseRange(s string) (SlotRange, error) {
 }
 
 // parseMoving reads "[slot->-id]" (migrating) or "[slot-<-id]" (importing).
-func parseMoving(s string) (slot int, dir string, ok bool) {
+func parseMoving(s string) (mv SlotMove, dir string, ok bool) {
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
 	for _, d := range []string{"->-", "-<-"} {
-		if a, _, found := strings.Cut(s, d); found {
+		if a, peer, found := strings.Cut(s, d); found {
 			n, err := strconv.Atoi(a)
-			return n, d, err == nil
+			return SlotMove{Slot: n, Peer: peer}, d, err == nil && peer != ""
 		}
 	}
-	return 0, "", false
+	return SlotMove{}, "", false
 }
 
 // ParseInfo parses "key:value" lines, the reply of CLUSTER INFO or INFO; comment

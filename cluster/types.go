@@ -120,7 +120,7 @@ func refuse(op string, problems []Problem) error {
 	return &Refusal{Op: op, Problems: problems}
 }
 
-// Result is what Init or Heal did.
+// Result is what Init, Heal, Drain or Rebalance did.
 type Result struct {
 	// Changed is false when the nodes were already as asked, and nothing was sent
 	// that changes them.
@@ -129,6 +129,8 @@ type Result struct {
 	Plan *Plan `json:"-"`
 	// Warnings are placements that could not be kept apart, and nodes left alone.
 	Warnings []string `json:"warnings,omitempty"`
+	// Moves are the slot ranges Drain or Rebalance moved, in order.
+	Moves []Move `json:"moves,omitempty"`
 	// Status is the cluster as it stands at the end.
 	Status Report `json:"status"`
 }

@@ -39,7 +39,7 @@ func newClusterCommand(o *options) *cobra.Command {
 	f := &clusterFlags{}
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Form, heal and inspect a Valkey cluster (init, heal, status)",
+		Short: "Form, heal, inspect and reshard a Valkey cluster (init, heal, status, drain, rebalance)",
 		Long: `cluster talks to the Valkey nodes of one cluster, over TLS and with the
 password when they use them, one connection per node.
 
@@ -51,6 +51,15 @@ password when they use them, one connection per node.
           current addresses, and waits for cluster_state:ok. Data and roles are kept.
   status  each node's ID, address, role, master, slots and flags, and the cluster's
           state.
+  drain   moves every slot, with its keys, off the given masters to the others,
+          before those pods are scaled away; the drained masters become replicas.
+  rebalance
+          spreads the slots evenly over every master, after new masters joined.
+
+drain and rebalance move slots with the resharding protocol (SETSLOT IMPORTING
+and MIGRATING, MIGRATE in batches, SETSLOT NODE); clients keep working through
+ASK redirects. Interrupted, they are run again: the slot in the middle of its move
+is finished first, then the rest is planned from what the nodes report.
 
 Every node of the cluster is given with --nodes. When the whole operation cannot
 succeed (a node does not answer, a wrong password, a node of another cluster,
@@ -69,7 +78,8 @@ output. Exit codes: 0 done (status: the cluster is ok), 1 refused or failed
 	pf.StringVar(&f.tlsKey, "tls-key", "", "client key file (PEM)")
 	pf.StringVar(&f.passwordFile, "password-file", "", "file holding the password (the auth Secret's password key); a final newline is ignored")
 	pf.DurationVar(&f.timeout, "timeout", cluster.DefaultTimeout, "bound of the whole operation, waits included")
-	cmd.AddCommand(newClusterInitCommand(o, f), newClusterHealCommand(f), newClusterStatusCommand(f))
+	cmd.AddCommand(newClusterInitCommand(o, f), newClusterHealCommand(f), newClusterStatusCommand(f),
+		newClusterDrainCommand(f), newClusterRebalanceCommand(f))
 	return cmd
 }
 
@@ -134,6 +144,85 @@ func newClusterHealCommand(f *clusterFlags) *cobra.Command {
 			return printSummary(cmd.OutOrStdout(), what, res)
 		},
 	}
+}
+
+func newClusterDrainCommand(f *clusterFlags) *cobra.Command {
+	var ordinals []int
+	var ids []string
+	cmd := &cobra.Command{
+		Use:   "drain --nodes HOST:PORT,... (--ordinals N,... | --node-ids ID,...)",
+		Short: "Move every slot and its keys off the given masters, before a scale-down",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			drain, err := drainedNodes(f.nodes, ordinals, ids)
+			if err != nil {
+				return badInput(err)
+			}
+			nodes, opts, err := f.resolve(cmd.ErrOrStderr(), "drain")
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := cluster.Drain(ctx, nodes, drain, opts)
+			if err != nil {
+				return &exitError{code: exitClusterFailed, err: err}
+			}
+			return printSummary(cmd.OutOrStdout(), reshardSummary("drained", res), res)
+		},
+	}
+	cmd.Flags().IntSliceVar(&ordinals, "ordinals", nil, "the nodes to drain, by their position in --nodes from 0: the pod ordinals, when --nodes lists the pods in order")
+	cmd.Flags().StringSliceVar(&ids, "node-ids", nil, "the nodes to drain, by node ID (CLUSTER MYID)")
+	return cmd
+}
+
+// drainedNodes names the nodes to drain: the nodes at the given positions of
+// --nodes, and the given node IDs.
+func drainedNodes(nodes []string, ordinals []int, ids []string) ([]string, error) {
+	if len(ordinals)+len(ids) == 0 {
+		return nil, errors.New("give the nodes to drain with --ordinals or --node-ids")
+	}
+	out := append([]string(nil), ids...)
+	for _, o := range ordinals {
+		if o < 0 || o >= len(nodes) {
+			return nil, fmt.Errorf("--ordinals %d: --nodes lists %d nodes, ordinals 0 to %d", o, len(nodes), len(nodes)-1)
+		}
+		out = append(out, nodes[o])
+	}
+	return out, nil
+}
+
+func newClusterRebalanceCommand(f *clusterFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rebalance --nodes HOST:PORT,...",
+		Short: "Spread the slots evenly over every master, after new masters joined",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nodes, opts, err := f.resolve(cmd.ErrOrStderr(), "rebalance")
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := cluster.Rebalance(ctx, nodes, opts)
+			if err != nil {
+				return &exitError{code: exitClusterFailed, err: err}
+			}
+			return printSummary(cmd.OutOrStdout(), reshardSummary("rebalanced", res), res)
+		},
+	}
+}
+
+// reshardSummary is the first line of a drain's or rebalance's summary.
+func reshardSummary(done string, res cluster.Result) string {
+	if !res.Changed {
+		return "no slot to move, nothing changed"
+	}
+	slots := 0
+	for _, mv := range res.Moves {
+		slots += mv.Slots.Len()
+	}
+	return fmt.Sprintf("%s: %d slots moved in %d ranges", done, slots, len(res.Moves))
 }
 
 func newClusterStatusCommand(f *clusterFlags) *cobra.Command {

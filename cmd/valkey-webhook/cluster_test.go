@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,6 +21,8 @@ func TestClusterFlagsRefused(t *testing.T) {
 		"missing password":       {"cluster", "heal", "--nodes", "10.0.0.1:6379", "--password-file", "/nonexistent/password"},
 		"bad output":             {"cluster", "status", "--nodes", "10.0.0.1:6379", "-o", "yaml"},
 		"bad address":            {"cluster", "status", "--nodes", "10.0.0.1"},
+		"drain of nothing":       {"cluster", "drain", "--nodes", "10.0.0.1:6379"},
+		"drain past the nodes":   {"cluster", "drain", "--nodes", "10.0.0.1:6379,10.0.0.2:6379", "--ordinals", "2"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := runCLI(t, "", args...)
@@ -107,5 +110,24 @@ func TestClusterCommands(t *testing.T) {
 	r = runCLI(t, "", cmd("cluster", "status")...)
 	if r.code != 0 || strings.Count(r.stdout, "\n") != 8 {
 		t.Errorf("status table: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = runCLI(t, "", cmd("cluster", "rebalance")...)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "no slot to move, nothing changed\n") {
+		t.Errorf("rebalance of an even cluster: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	replica := -1
+	for i, n := range st.Nodes {
+		if n.Role == cluster.RoleReplica {
+			replica = i
+		}
+	}
+	r = runCLI(t, "", append(cmd("cluster", "drain"), "--ordinals", strconv.Itoa(replica))...)
+	if r.code != 0 || !strings.Contains(r.stdout, "is a replica: it serves no slots, nothing to drain") {
+		t.Errorf("drain of a replica: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", append(cmd("cluster", "drain"), "--node-ids", "0123456789012345678901234567890123456789")...)
+	if r.code != exitClusterFailed || !strings.Contains(r.stderr, "drain refused, nothing changed: node 0123456789012345678901234567890123456789: is not one of the given nodes") {
+		t.Errorf("drain of an unknown node ID: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -178,7 +178,7 @@ func expectEmpty(f nodeFacts) {
 }
 
 // writeKeys writes n keys through a valkey-go cluster client, then waits until
-// every master's replica has them.
+// the replica of every master that holds keys has them.
 func writeKeys(ctx context.Context, c *valkeyharness.Cluster, n int) {
 	GinkgoHelper()
 	cl, err := valkey.NewClient(c.ClientOption(c.Addresses()...))
@@ -196,7 +196,9 @@ func writeKeys(ctx context.Context, c *valkeyharness.Cluster, n int) {
 		Expect(err).NotTo(HaveOccurred())
 		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
 		Expect(err).NotTo(HaveOccurred())
-		if kind, _ := role[0].ToString(); kind == "master" {
+		keys, err := node.Do(ctx, node.B().Dbsize().Build()).AsInt64()
+		Expect(err).NotTo(HaveOccurred())
+		if kind, _ := role[0].ToString(); kind == "master" && keys > 0 {
 			// The first sync of a new replica starts after the master's
 			// repl-diskless-sync-delay (5s); WAIT returns 0 until it is done.
 			Eventually(func() (int64, error) {
