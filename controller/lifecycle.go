@@ -29,6 +29,8 @@ import (
 const (
 	ReasonClusterFormed  = "ClusterFormed"
 	ReasonClusterHealed  = "ClusterHealed"
+	ReasonClusterJoined  = "ClusterJoined"
+	ReasonJoinRefused    = "ClusterJoinRefused"
 	ReasonInitRefused    = "ClusterInitRefused"
 	ReasonHealRefused    = "ClusterHealRefused"
 	ReasonLifecycleError = "ClusterLifecycleFailed"
@@ -115,12 +117,17 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	case stepInit:
 		return r.act(ctx, sts, "init", why, func() (cluster.Result, error) { return cluster.Init(ctx, nodes, opts) })
+	case stepJoin:
+		return r.act(ctx, sts, "join", why, func() (cluster.Result, error) { return cluster.Join(ctx, nodes, opts) })
 	default:
 		return r.act(ctx, sts, "heal", why, func() (cluster.Result, error) { return cluster.Heal(ctx, nodes, opts) })
 	}
 }
 
-// act runs Init or Heal and records what happened as an Event.
+// refusedReasons are the Event reasons of a refused operation.
+var refusedReasons = map[string]string{"init": ReasonInitRefused, "heal": ReasonHealRefused, "join": ReasonJoinRefused}
+
+// act runs Init, Heal or Join and records what happened as an Event.
 func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, op, why string, run func() (cluster.Result, error)) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
 	logger.Info("running cluster "+op, "why", why)
@@ -130,11 +137,7 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 	var refusal *cluster.Refusal
 	switch {
 	case errors.As(err, &refusal):
-		reason := ReasonInitRefused
-		if op == "heal" {
-			reason = ReasonHealRefused
-		}
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, reason, op, "%v", err)
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, refusedReasons[op], op, "%v", err)
 		return reconcile.Result{RequeueAfter: refusedInterval}, nil
 	case err != nil:
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonLifecycleError, op, "cluster %s failed after %s: %v", op, took, err)
@@ -143,10 +146,14 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 	st := res.Status
-	if op == "init" {
+	switch op {
+	case "init":
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonClusterFormed, op,
 			"cluster formed in %s: %d masters, %d replicas, %d slots served", took, st.Masters, st.Replicas, st.SlotsCovered)
-	} else {
+	case "join":
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonClusterJoined, op,
+			"new pods joined as replicas in %s (%s): %d masters, %d replicas, %d slots served", took, why, st.Masters, st.Replicas, st.SlotsCovered)
+	default:
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonClusterHealed, op,
 			"cluster healed in %s (%s): %d masters, %d replicas, %d slots served", took, why, st.Masters, st.Replicas, st.SlotsCovered)
 	}

@@ -23,16 +23,21 @@ const (
 	stepInit
 	// stepHeal: nodes know their peers at stale addresses.
 	stepHeal
+	// stepJoin: new empty pods (a scale-up) beside a formed cluster.
+	stepJoin
 )
 
 func (s step) String() string {
-	return [...]string{"none", "wait", "init", "heal"}[s]
+	return [...]string{"none", "wait", "init", "heal", "join"}[s]
 }
 
 // nextStep decides from the nodes' reports what to do, and why.
 func nextStep(r cluster.Report) (step, string) {
-	var unreachable, stale, alone []string
+	var unreachable, stale, alone, fresh []string
 	for _, n := range r.Nodes {
+		if cluster.IsNew(n) {
+			fresh = append(fresh, n.Address)
+		}
 		switch {
 		case n.Error != "":
 			unreachable = append(unreachable, n.Error)
@@ -52,6 +57,8 @@ func nextStep(r cluster.Report) (step, string) {
 		return stepHeal, fmt.Sprintf("%s know peers at stale addresses", strings.Join(stale, ", "))
 	case len(r.Failing) > 0:
 		return stepWait, fmt.Sprintf("cluster_state fail; failing: %s", strings.Join(r.Failing, ", "))
+	case len(fresh) > 0 && len(fresh) < len(r.Nodes) && r.SlotsCovered == cluster.SlotCount && othersFormed(r):
+		return stepJoin, fmt.Sprintf("new pods %s beside a formed cluster", strings.Join(fresh, ", "))
 	case r.SlotsCovered < cluster.SlotCount:
 		return stepInit, fmt.Sprintf("%d of %d slots served and no node failing", r.SlotsCovered, cluster.SlotCount)
 	case len(alone) > 0:
@@ -59,4 +66,21 @@ func nextStep(r cluster.Report) (step, string) {
 	default:
 		return stepWait, "cluster_state fail on some node, with every node known and every slot served: settling"
 	}
+}
+
+// othersFormed reports whether the nodes that are not new know each other: a
+// formed cluster, not an init interrupted before its masters met.
+func othersFormed(r cluster.Report) bool {
+	others := 0
+	for _, n := range r.Nodes {
+		if !cluster.IsNew(n) {
+			others++
+		}
+	}
+	for _, n := range r.Nodes {
+		if !cluster.IsNew(n) && n.KnownNodes < others {
+			return false
+		}
+	}
+	return true
 }

@@ -72,6 +72,24 @@ func TestNextStep(t *testing.T) {
 		}},
 		want: stepWait,
 		why:  "cluster_state fail on some node, with every node known and every slot served: settling",
+	}, {
+		name: "new empty pods beside a formed cluster (a scale-up): join",
+		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Masters: 3, Nodes: []cluster.NodeReport{
+			node("a:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 2 }),
+			node("b:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 2 }),
+			node("c:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.State = cluster.StateFail; n.KnownNodes = 1 }),
+		}},
+		want: stepJoin,
+		why:  "new pods c:1 beside a formed cluster",
+	}, {
+		name: "every slot assigned by an interrupted init, replicas-to-be still alone: init, not join",
+		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Nodes: []cluster.NodeReport{
+			node("a:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 1; n.State = cluster.StateFail }),
+			node("b:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 1; n.State = cluster.StateFail }),
+			node("c:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.KnownNodes = 1; n.State = cluster.StateFail }),
+		}},
+		want: stepInit,
+		why:  "all slots assigned, but a:1, b:1, c:1 do not know every other node (an interrupted init)",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -146,6 +146,70 @@ var _ = Describe("an 8-pod cluster", func() {
 		})
 	}
 
+	Context("grown from 6 pods (a scale-up)", func() {
+		It("joins the two new pods as replicas of the masters with the fewest, in another zone, moving no slot", func(ctx SpecContext) {
+			m := modes[1]
+			c := startPods(m, 8)
+			all, opts := nodesOf(c), optionsOf(c)
+			_, err := cluster.Init(ctx, all[:6], opts)
+			Expect(err).NotTo(HaveOccurred())
+			writeKeys(ctx, c, drainKeys)
+			before := reportOf(ctx, c, all[:6], opts)
+
+			By("a new node holding keys is refused, and nothing changes")
+			stray, err := c.NodeClient(c.Pods[7].Addr)
+			Expect(err).NotTo(HaveOccurred())
+			slot, err := stray.Do(ctx, stray.B().ClusterKeyslot().Key("stray").Build()).AsInt64()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(stray.Do(ctx, stray.B().ClusterAddslots().Slot(slot).Build()).Error()).To(Succeed())
+			setConfig(ctx, c, c.Pods[7].Addr, "cluster-require-full-coverage", "no")
+			Eventually(func() error { return stray.Do(ctx, stray.B().Set().Key("stray").Value("1").Build()).Error() }).
+				WithContext(ctx).WithTimeout(opTimeout).Should(Succeed(), "a lone node with one slot takes a write once its rejoin delay is over")
+			Expect(stray.Do(ctx, stray.B().ClusterDelslots().Slot(slot).Build()).Error()).To(Succeed())
+			setConfig(ctx, c, c.Pods[7].Addr, "cluster-require-full-coverage", "yes")
+			_, err = cluster.Join(ctx, all, opts)
+			Expect(err).To(MatchError(ContainSubstring("node " + c.Pods[7].Addr + ": is new but holds 1 keys")))
+			Expect(stray.Do(ctx, stray.B().Flushall().Build()).Error()).To(Succeed())
+			stray.Close()
+
+			res, err := cluster.Join(ctx, all, opts)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Changed).To(BeTrue())
+			Expect(res.Warnings).To(BeEmpty())
+			st := res.Status
+			Expect(st.State).To(Equal(cluster.StateOK))
+			Expect(st.Masters).To(Equal(3))
+			Expect(st.Replicas).To(Equal(5))
+			slotsBefore := map[string]string{}
+			for _, n := range before.Nodes {
+				slotsBefore[n.Address] = n.SlotRanges
+			}
+			replicasOf := map[string]int{}
+			for i, n := range st.Nodes {
+				if i < 6 {
+					Expect(n.SlotRanges).To(Equal(slotsBefore[n.Address]), "%s keeps its slots", n.Address)
+				}
+				if n.Role == cluster.RoleReplica {
+					replicasOf[n.MasterAddress]++
+				}
+				if i >= 6 {
+					Expect(n.Role).To(Equal(cluster.RoleReplica), "new pod %s", n.Address)
+					Expect(all[i].Zone).NotTo(Equal(zoneOfAddr(all, n.MasterAddress)), "new pod %s in another zone than its master %s", n.Address, n.MasterAddress)
+				}
+			}
+			Expect(replicasOf).To(HaveLen(3))
+			for master, n := range replicasOf {
+				Expect(n).To(BeNumerically("<=", 2), master)
+			}
+			readKeys(ctx, c, drainKeys)
+
+			By("joining again: nothing to do")
+			res, err = cluster.Join(ctx, all, opts)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Changed).To(BeFalse())
+		}, SpecTimeout(2*opTimeout))
+	})
+
 	Context("with two new empty masters", Ordered, func() {
 		It("rebalances: every master within 1% of an even share, no key lost", func(ctx SpecContext) {
 			m := modes[2]
@@ -304,4 +368,13 @@ func meet(ctx context.Context, c *valkeyharness.Cluster, addr string, pods ...*v
 	for _, p := range pods {
 		Expect(cl.Do(ctx, cl.B().ClusterMeet().Ip(p.IP).Port(valkeyharness.Port).Build()).Error()).To(Succeed())
 	}
+}
+
+func zoneOfAddr(nodes []cluster.Node, addr string) string {
+	for _, n := range nodes {
+		if n.Address == addr {
+			return n.Zone
+		}
+	}
+	return ""
 }
