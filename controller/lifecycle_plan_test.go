@@ -77,16 +77,34 @@ func TestNextStep(t *testing.T) {
 		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Masters: 3, Nodes: []cluster.NodeReport{
 			node("a:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 2 }),
 			node("b:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 2 }),
-			node("c:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.State = cluster.StateFail; n.KnownNodes = 1 }),
+			node("c:1", func(n *cluster.NodeReport) {
+				n.Role = cluster.RoleMaster
+				n.State = cluster.StateFail
+				n.KnownNodes = 1
+			}),
 		}},
 		want: stepJoin,
 		why:  "new pods c:1 beside a formed cluster",
 	}, {
 		name: "every slot assigned by an interrupted init, replicas-to-be still alone: init, not join",
 		report: cluster.Report{State: cluster.StateFail, SlotsCovered: cluster.SlotCount, Nodes: []cluster.NodeReport{
-			node("a:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 1; n.State = cluster.StateFail }),
-			node("b:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.Slots = 8192; n.KnownNodes = 1; n.State = cluster.StateFail }),
-			node("c:1", func(n *cluster.NodeReport) { n.Role = cluster.RoleMaster; n.KnownNodes = 1; n.State = cluster.StateFail }),
+			node("a:1", func(n *cluster.NodeReport) {
+				n.Role = cluster.RoleMaster
+				n.Slots = 8192
+				n.KnownNodes = 1
+				n.State = cluster.StateFail
+			}),
+			node("b:1", func(n *cluster.NodeReport) {
+				n.Role = cluster.RoleMaster
+				n.Slots = 8192
+				n.KnownNodes = 1
+				n.State = cluster.StateFail
+			}),
+			node("c:1", func(n *cluster.NodeReport) {
+				n.Role = cluster.RoleMaster
+				n.KnownNodes = 1
+				n.State = cluster.StateFail
+			}),
 		}},
 		want: stepInit,
 		why:  "all slots assigned, but a:1, b:1, c:1 do not know every other node (an interrupted init)",
