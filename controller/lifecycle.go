@@ -43,6 +43,9 @@ const (
 	waitInterval    = 5 * time.Second
 	refusedInterval = time.Minute
 	okInterval      = 2 * time.Minute
+	// statusTimeout bounds asking the nodes how they see the cluster; a node
+	// that does not answer in time is one to wait for.
+	statusTimeout = 15 * time.Second
 )
 
 // LifecycleReconciler forms the Valkey cluster of every labeled StatefulSet once
@@ -103,7 +106,9 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 
-	report, err := cluster.Status(ctx, nodes, opts)
+	asking := opts
+	asking.Timeout = statusTimeout
+	report, err := cluster.Status(ctx, nodes, asking)
 	if err != nil {
 		return reconcile.Result{}, err
 	}

@@ -177,9 +177,10 @@ func startRun(ctx context.Context, ns string, m mode) *run {
 	Expect(err).NotTo(HaveOccurred())
 	r.kubelet = kubelet
 	DeferCleanup(kubelet.Close)
-	DeferCleanup(func() {
+	DeferCleanup(func(ctx context.Context) {
 		if CurrentSpecReport().Failed() || os.Getenv("LIFECYCLE_LOGS") != "" {
 			AddReportEntry("valkey-server logs", kubelet.Logs())
+			AddReportEntry("events of "+ns, eventsOf(ctx, ns))
 		}
 	})
 
@@ -441,3 +442,17 @@ func (r *run) readKeys(ctx context.Context) {
 }
 
 func key(i int) string { return fmt.Sprintf("key:%d", i) }
+
+// eventsOf lists the namespace's Events, oldest first, for a failed spec.
+func eventsOf(ctx context.Context, ns string) string {
+	list := &eventsv1.EventList{}
+	if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err.Error()
+	}
+	slices.SortFunc(list.Items, func(a, b eventsv1.Event) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	var b strings.Builder
+	for _, e := range list.Items {
+		fmt.Fprintf(&b, "%s %s %s/%s %s: %s\n", e.CreationTimestamp.Format(time.RFC3339), e.Type, e.Regarding.Kind, e.Regarding.Name, e.Reason, e.Note)
+	}
+	return b.String()
+}
