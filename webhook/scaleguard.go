@@ -123,22 +123,23 @@ func DecideScaleDown(sd ScaleDown, p *config.Policy) ScaleVerdict {
 // says a replica would leave its master short.
 func scaleDownProblems(sd ScaleDown, p *config.Policy) (problems []string, drain []int, replicas bool) {
 	pod := func(o int) string { return fmt.Sprintf("%s-%d", sd.StatefulSet, o) }
-	if sd.TimedOut {
-		problems = append(problems, fmt.Sprintf("the check ran out of its %s budget", ScaleGuardBudget))
-	}
-	if sd.Unchecked != "" {
-		return append(problems, sd.Unchecked), nil, false
-	}
 	nodes := sd.Report.Nodes
-	if len(nodes) != int(sd.From) {
-		return append(problems, fmt.Sprintf("%d nodes answered for %d pods", len(nodes), sd.From)), nil, false
-	}
-	for o, n := range nodes {
-		if n.Error != "" {
-			problems = append(problems, fmt.Sprintf("%s did not answer (%s)", pod(o), n.Error))
+	switch {
+	case sd.Unchecked != "":
+		problems = []string{sd.Unchecked}
+	case len(nodes) != int(sd.From):
+		problems = []string{fmt.Sprintf("%d nodes answered for %d pods", len(nodes), sd.From)}
+	default:
+		for o, n := range nodes {
+			if n.Error != "" {
+				problems = append(problems, fmt.Sprintf("%s did not answer (%s)", pod(o), n.Error))
+			}
 		}
 	}
 	if len(problems) > 0 {
+		if sd.TimedOut {
+			problems = append([]string{fmt.Sprintf("the check ran out of its %s budget", ScaleGuardBudget)}, problems...)
+		}
 		return problems, nil, false
 	}
 	ordinalOf := map[string]int{}
@@ -366,21 +367,27 @@ func (g *scaleGuard) check(ctx context.Context, sts *appsv1.StatefulSet, p *conf
 }
 
 // nodes lists the Valkey nodes of the pods below the StatefulSet's replicas from
-// the cache, and from the API server when the cache does not show them all
-// running (a replica of serve that just started, a pod that just changed).
+// the cache, and from the API server when the cache cannot show them all running
+// (a replica of serve that just started, a pod that just changed).
 func (g *scaleGuard) nodes(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy, selector labels.Selector) ([]cluster.Node, string, error) {
-	var nodes []cluster.Node
-	waiting := ""
+	var (
+		waiting string
+		err     error
+	)
 	for _, r := range []client.Reader{g.reader, g.apiReader} {
 		pods := &corev1.PodList{}
-		if err := r.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			return nil, "", err
+		if err = r.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			continue
 		}
+		var nodes []cluster.Node
 		if nodes, waiting = podcluster.Nodes(sts, p, pods.Items, nil); waiting == "" {
 			return nodes, "", nil
 		}
 	}
-	return nil, waiting, nil
+	if waiting != "" {
+		return nil, waiting, nil
+	}
+	return nil, "", err
 }
 
 // verdictResponse turns a verdict into the webhook's answer: a denial is the 422

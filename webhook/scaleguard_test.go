@@ -227,6 +227,16 @@ func TestDecideScaleDown(t *testing.T) {
 				retry + override},
 		},
 		{
+			name: "out of time just after every node answered: the answers count",
+			in: func() ScaleDown {
+				sd := down(8, 7, eightPods())
+				sd.TimedOut = true
+				return sd
+			}(),
+			p:    policy(nil),
+			want: ScaleVerdict{Allowed: true},
+		},
+		{
 			name: "a report that does not match the pods",
 			in:   down(7, 6, eightPods()),
 			p:    policy(nil),
