@@ -49,10 +49,11 @@ const (
 )
 
 // LifecycleReconciler forms the Valkey cluster of every labeled StatefulSet once
-// all its pods run, and heals it when the pods came back on new IPs and the nodes
-// know each other by stale addresses. Each action is an Event on the StatefulSet.
-// It never forms a cluster over nodes that hold slots or keys (cluster.Init
-// refuses), and never forgets a node.
+// all its pods run, heals it when the pods came back on new IPs and the nodes
+// know each other by stale addresses, and joins new pods of a scale-up as
+// replicas. Each action is an Event on the StatefulSet. It never forms a cluster
+// over nodes that hold slots or keys (cluster.Init refuses), never forgets a
+// node, never moves a slot and never makes a master.
 type LifecycleReconciler struct {
 	// Client reads StatefulSets and Pods from the cache.
 	Client client.Client
@@ -61,7 +62,8 @@ type LifecycleReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Policy    config.Policy
-	// Timeout bounds one Status, Init or Heal; zero: cluster.DefaultTimeout.
+	// Timeout bounds one Init, Heal or Join; zero: cluster.DefaultTimeout.
+	// Asking the nodes (Status) is bounded by statusTimeout.
 	Timeout time.Duration
 }
 
