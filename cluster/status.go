@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strconv"
 )
 
@@ -116,6 +117,11 @@ func statusOf(members []*member, errs []error) Report {
 	}
 	if st.SlotsCovered < SlotCount {
 		st.State = StateFail
+	}
+	// Only when every given node answered: one that did not has no known ID,
+	// and a given node that is down must never pass for a departed one.
+	if !slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
+		st.Departed = departed(members)
 	}
 	return st
 }

@@ -131,6 +131,8 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Moves are the slot ranges Drain or Rebalance moved, in order.
 	Moves []Move `json:"moves,omitempty"`
+	// Forgotten are the IDs of the departed nodes Forget removed.
+	Forgotten []string `json:"forgotten,omitempty"`
 	// Status is the cluster as it stands at the end.
 	Status Report `json:"status"`
 }
@@ -146,8 +148,12 @@ type Report struct {
 	Replicas     int    `json:"replicas"`
 	// Failing lists the nodes some node flags fail (not only fail?), by the
 	// address given, or as known to that node when not given.
-	Failing []string     `json:"failing,omitempty"`
-	Nodes   []NodeReport `json:"nodes"`
+	Failing []string `json:"failing,omitempty"`
+	// Departed are the IDs of nodes the given ones still know, which all of
+	// them flag fail, serving no slot and replicated by none: the nodes of pods
+	// scaled away, for Forget.
+	Departed []string     `json:"departed,omitempty"`
+	Nodes    []NodeReport `json:"nodes"`
 }
 
 // OK reports whether the cluster is healthy: see Report.State.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,6 +32,8 @@ const (
 	ReasonClusterHealed  = "ClusterHealed"
 	ReasonClusterJoined  = "ClusterJoined"
 	ReasonJoinRefused    = "ClusterJoinRefused"
+	ReasonNodesForgotten = "ClusterNodesForgotten"
+	ReasonForgetRefused  = "ClusterForgetRefused"
 	ReasonInitRefused    = "ClusterInitRefused"
 	ReasonHealRefused    = "ClusterHealRefused"
 	ReasonLifecycleError = "ClusterLifecycleFailed"
@@ -50,10 +53,11 @@ const (
 
 // LifecycleReconciler forms the Valkey cluster of every labeled StatefulSet once
 // all its pods run, heals it when the pods came back on new IPs and the nodes
-// know each other by stale addresses, and joins new pods of a scale-up as
-// replicas. Each action is an Event on the StatefulSet. It never forms a cluster
+// know each other by stale addresses, joins new pods of a scale-up as replicas,
+// and forgets the failed nodes of pods scaled away. Each action is an Event on the StatefulSet. It never forms a cluster
 // over nodes that hold slots or keys (cluster.Init refuses), never forgets a
-// node, never moves a slot and never makes a master.
+// node that serves slots or is only suspected, never moves a slot and never
+// makes a master.
 type LifecycleReconciler struct {
 	// Client reads StatefulSets and Pods from the cache.
 	Client client.Client
@@ -126,15 +130,17 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return r.act(ctx, sts, "init", why, func() (cluster.Result, error) { return cluster.Init(ctx, nodes, opts) })
 	case stepJoin:
 		return r.act(ctx, sts, "join", why, func() (cluster.Result, error) { return cluster.Join(ctx, nodes, opts) })
+	case stepForget:
+		return r.act(ctx, sts, "forget", why, func() (cluster.Result, error) { return cluster.Forget(ctx, nodes, opts) })
 	default:
 		return r.act(ctx, sts, "heal", why, func() (cluster.Result, error) { return cluster.Heal(ctx, nodes, opts) })
 	}
 }
 
 // refusedReasons are the Event reasons of a refused operation.
-var refusedReasons = map[string]string{"init": ReasonInitRefused, "heal": ReasonHealRefused, "join": ReasonJoinRefused}
+var refusedReasons = map[string]string{"init": ReasonInitRefused, "heal": ReasonHealRefused, "join": ReasonJoinRefused, "forget": ReasonForgetRefused}
 
-// act runs Init, Heal or Join and records what happened as an Event.
+// act runs Init, Heal, Join or Forget and records what happened as an Event.
 func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, op, why string, run func() (cluster.Result, error)) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
 	logger.Info("running cluster "+op, "why", why)
@@ -157,6 +163,9 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 	case "init":
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonClusterFormed, op,
 			"cluster formed in %s: %d masters, %d replicas, %d slots served", took, st.Masters, st.Replicas, st.SlotsCovered)
+	case "forget":
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonNodesForgotten, op,
+			"forgot %d departed node(s) on every node (flagged fail, serving no slot, no pod): %s", len(res.Forgotten), strings.Join(res.Forgotten, ", "))
 	case "join":
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonClusterJoined, op,
 			"new pods joined as replicas in %s (%s): %d masters, %d replicas, %d slots served", took, why, st.Masters, st.Replicas, st.SlotsCovered)

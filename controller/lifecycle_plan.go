@@ -25,10 +25,13 @@ const (
 	stepHeal
 	// stepJoin: new empty pods (a scale-up) beside a formed cluster.
 	stepJoin
+	// stepForget: the cluster is ok, and still knows the failed nodes of pods
+	// scaled away.
+	stepForget
 )
 
 func (s step) String() string {
-	return [...]string{"none", "wait", "init", "heal", "join"}[s]
+	return [...]string{"none", "wait", "init", "heal", "join", "forget"}[s]
 }
 
 // nextStep decides from the nodes' reports what to do, and why.
@@ -51,6 +54,8 @@ func nextStep(r cluster.Report) (step, string) {
 	case len(unreachable) > 0:
 		sort.Strings(unreachable)
 		return stepWait, "not every node answers: " + strings.Join(unreachable, "; ")
+	case r.OK() && len(r.Departed) > 0:
+		return stepForget, fmt.Sprintf("the nodes still know %d departed node(s), flagged fail, without slots: %s", len(r.Departed), strings.Join(r.Departed, ", "))
 	case r.OK():
 		return stepNone, "cluster_state ok on every node, all slots served"
 	case len(stale) > 0:

@@ -108,6 +108,11 @@ func TestNextStep(t *testing.T) {
 		}},
 		want: stepInit,
 		why:  "all slots assigned, but a:1, b:1, c:1 do not know every other node (an interrupted init)",
+	}, {
+		name:   "ok, with the failed node of a pod scaled away: forget",
+		report: cluster.Report{State: cluster.StateOK, SlotsCovered: cluster.SlotCount, Departed: []string{"abc"}, Nodes: []cluster.NodeReport{node("a:1", nil)}},
+		want:   stepForget,
+		why:    "the nodes still know 1 departed node(s), flagged fail, without slots: abc",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -39,7 +40,7 @@ func newClusterCommand(o *options) *cobra.Command {
 	f := &clusterFlags{}
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Form, heal, inspect and reshard a Valkey cluster (init, heal, status, drain, rebalance)",
+		Short: "Form, heal, inspect, grow and reshard a Valkey cluster (init, heal, status, join, forget, drain, rebalance)",
 		Long: `cluster talks to the Valkey nodes of one cluster, over TLS and with the
 password when they use them, one connection per node.
 
@@ -51,6 +52,10 @@ password when they use them, one connection per node.
           current addresses, and waits for cluster_state:ok. Data and roles are kept.
   status  each node's ID, address, role, master, slots and flags, and the cluster's
           state.
+  join    brings new empty nodes (a scale-up) into a formed cluster as replicas of
+          the masters with the fewest replicas; never a master, never a slot moved.
+  forget  removes from the cluster the failed nodes of pods scaled away: nodes
+          every given node flags fail, serving no slot, replicated by none.
   drain   moves every slot, with its keys, off the given masters to the others,
           before those pods are scaled away; the drained masters become replicas.
   rebalance
@@ -79,7 +84,7 @@ output. Exit codes: 0 done (status: the cluster is ok), 1 refused or failed
 	pf.StringVar(&f.passwordFile, "password-file", "", "file holding the password (the auth Secret's password key); a final newline is ignored")
 	pf.DurationVar(&f.timeout, "timeout", cluster.DefaultTimeout, "bound of the whole operation, waits included")
 	cmd.AddCommand(newClusterInitCommand(o, f), newClusterHealCommand(f), newClusterStatusCommand(f),
-		newClusterDrainCommand(f), newClusterRebalanceCommand(f))
+		newClusterJoinCommand(f), newClusterForgetCommand(f), newClusterDrainCommand(f), newClusterRebalanceCommand(f))
 	return cmd
 }
 
@@ -122,26 +127,50 @@ func newClusterInitCommand(o *options, f *clusterFlags) *cobra.Command {
 }
 
 func newClusterHealCommand(f *clusterFlags) *cobra.Command {
+	return newClusterStepCommand(f, "heal", "Meet the nodes again at their current addresses after a full restart",
+		cluster.Heal, changedOr("cluster healed", "nothing to heal, nothing changed"))
+}
+
+func newClusterJoinCommand(f *clusterFlags) *cobra.Command {
+	return newClusterStepCommand(f, "join", "Make new empty nodes replicas of a formed cluster, after a scale-up",
+		cluster.Join, changedOr("new nodes joined", "no new node, nothing changed"))
+}
+
+func newClusterForgetCommand(f *clusterFlags) *cobra.Command {
+	return newClusterStepCommand(f, "forget", "Remove the failed nodes of pods scaled away from the cluster",
+		cluster.Forget, changedOr("forgot the departed nodes", "no departed node, nothing changed"))
+}
+
+// changedOr is a summary: done when the operation changed the cluster, nothing
+// otherwise.
+func changedOr(done, nothing string) func(cluster.Result) string {
+	return func(res cluster.Result) string {
+		if res.Changed {
+			return done
+		}
+		return nothing
+	}
+}
+
+// newClusterStepCommand is a cluster subcommand that runs one operation over
+// --nodes and prints its summary.
+func newClusterStepCommand(f *clusterFlags, name, short string, run func(context.Context, []cluster.Node, cluster.Options) (cluster.Result, error), summary func(cluster.Result) string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "heal --nodes HOST:PORT,...",
-		Short: "Meet the nodes again at their current addresses after a full restart",
+		Use:   name + " --nodes HOST:PORT,...",
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nodes, opts, err := f.resolve(cmd.ErrOrStderr(), "heal")
+			nodes, opts, err := f.resolve(cmd.ErrOrStderr(), name)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := cluster.Heal(ctx, nodes, opts)
+			res, err := run(ctx, nodes, opts)
 			if err != nil {
 				return &exitError{code: exitClusterFailed, err: err}
 			}
-			what := "cluster healed"
-			if !res.Changed {
-				what = "nothing to heal, nothing changed"
-			}
-			return printSummary(cmd.OutOrStdout(), what, res)
+			return printSummary(cmd.OutOrStdout(), summary(res), res)
 		},
 	}
 }
@@ -193,24 +222,8 @@ func drainedNodes(nodes []string, ordinals []int, ids []string) ([]string, error
 }
 
 func newClusterRebalanceCommand(f *clusterFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rebalance --nodes HOST:PORT,...",
-		Short: "Spread the slots evenly over every master, after new masters joined",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			nodes, opts, err := f.resolve(cmd.ErrOrStderr(), "rebalance")
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			res, err := cluster.Rebalance(ctx, nodes, opts)
-			if err != nil {
-				return &exitError{code: exitClusterFailed, err: err}
-			}
-			return printSummary(cmd.OutOrStdout(), reshardSummary("rebalanced", res), res)
-		},
-	}
+	return newClusterStepCommand(f, "rebalance", "Spread the slots evenly over every master, after new masters joined",
+		cluster.Rebalance, func(res cluster.Result) string { return reshardSummary("rebalanced", res) })
 }
 
 // reshardSummary is the first line of a drain's or rebalance's summary.

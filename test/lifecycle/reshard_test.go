@@ -210,6 +210,40 @@ var _ = Describe("an 8-pod cluster", func() {
 		}, SpecTimeout(2*opTimeout))
 	})
 
+	Context("scaled down by one replica", func() {
+		It("forgets the replica's node once every node flags it fail, and never while it is only suspected", func(ctx SpecContext) {
+			m := modes[1]
+			c := startPods(m, 8)
+			all, opts := nodesOf(c), optionsOf(c)
+			_, err := cluster.Init(ctx, all, opts)
+			Expect(err).NotTo(HaveOccurred())
+			st := reportOf(ctx, c, all, opts)
+			Expect(st.Nodes[7].Role).To(Equal(cluster.RoleReplica))
+			gone := st.Nodes[7].ID
+			stay := all[:7]
+
+			By("stopping pod 7: at first the others only suspect it")
+			Expect(c.Pods[7].Stop()).To(Succeed())
+			res, err := cluster.Forget(ctx, stay, opts)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Changed).To(BeFalse(), "a node only suspected (fail?) is not forgotten")
+
+			Eventually(func(g Gomega) {
+				st, err := cluster.Status(ctx, stay, opts)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(st.Departed).To(Equal([]string{gone}))
+			}).WithContext(ctx).WithTimeout(opTimeout).Should(Succeed(), "every node flags pod 7 fail")
+			res, err = cluster.Forget(ctx, stay, opts)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Forgotten).To(Equal([]string{gone}))
+			Expect(res.Status.State).To(Equal(cluster.StateOK))
+			for _, n := range res.Status.Nodes {
+				Expect(n.KnownNodes).To(Equal(7), "%s forgot pod 7", n.Address)
+			}
+			Expect(res.Status.Departed).To(BeEmpty())
+		}, SpecTimeout(2*opTimeout))
+	})
+
 	Context("with two new empty masters", Ordered, func() {
 		It("rebalances: every master within 1% of an even share, no key lost", func(ctx SpecContext) {
 			m := modes[2]
