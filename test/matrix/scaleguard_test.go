@@ -126,19 +126,17 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 		for i := range nodes {
 			nodes[i] = cluster.Node{Address: r.addressOf(ctx, fmt.Sprintf("cache-%d", i))}
 		}
-		// NOTE: the nodes that stay still know cache-7, scaled away, as failed, and
-		// cluster drain refuses to run while a node knows one it was not given.
-		// Nothing forgets a removed node yet, so the test does, as an operator
-		// would: CLUSTER FORGET on every node that stays.
-		for _, n := range nodes {
-			cl, err := r.nodeClient(n.Address)
-			Expect(err).NotTo(HaveOccurred())
-			err = cl.Do(ctx, cl.B().ClusterForget().NodeId(removed).Build()).Error()
-			cl.Close()
-			if err != nil {
-				Expect(err.Error()).To(ContainSubstring("Unknown node"), "CLUSTER FORGET cache-7 on %s", n.Address)
+		// The nodes that stay knew cache-7, scaled away, as failed; cluster drain
+		// refuses to run while a node knows one it was not given, so the
+		// lifecycle controller forgets it first.
+		r.expectEvent(ctx, controller.ReasonNodesForgotten)
+		Eventually(func(g Gomega) {
+			st, err := cluster.Status(ctx, nodes, r.clusterOptions())
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, n := range st.Nodes {
+				g.Expect(n.KnownNodes).To(Equal(7), "%s forgot cache-7 (%s)", n.Address, removed)
 			}
-		}
+		}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
 		opts := r.clusterOptions()
 		opts.Timeout = 3 * time.Minute
 		_, err := cluster.Drain(ctx, nodes, []string{nodes[6].Address}, opts)
