@@ -294,6 +294,14 @@ func (g *scaleGuard) handleScale(ctx context.Context, req admission.Request) adm
 	case !defaults.IsLabeled(sts):
 		return admission.Allowed("")
 	}
+	// The scale subresource skips the validating webhook of labeled
+	// StatefulSets: its static replica rule applies here too.
+	p, _ := config.Effective(g.policy, sts.Annotations, defaults.AnnotationsPath)
+	scaled := sts.DeepCopy()
+	scaled.Spec.Replicas = &to
+	if errs := validateReplicas(scaled, &p, field.NewPath("spec")); len(errs) > 0 {
+		return errorsResponse(req.Name, errs, nil)
+	}
 	sts.Spec.Replicas = &from
 	return g.guard(ctx, sts, sts.Annotations, from, to)
 }
@@ -396,11 +404,17 @@ func verdictResponse(name string, v ScaleVerdict) admission.Response {
 	if v.Allowed {
 		return admission.Allowed("").WithWarnings(v.Warnings...)
 	}
-	err := invalid(name, field.ErrorList{field.Forbidden(replicasPath, v.Denial)})
+	return errorsResponse(name, field.ErrorList{field.Forbidden(replicasPath, v.Denial)}, v.Warnings)
+}
+
+// errorsResponse denies with a 422 Invalid status naming each field, as the API
+// server's own validation does.
+func errorsResponse(name string, errs field.ErrorList, warnings []string) admission.Response {
+	err := invalid(name, errs)
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
 		return admission.Denied(err.Error())
 	}
 	s := status.Status()
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &s}}.WithWarnings(v.Warnings...)
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &s}}.WithWarnings(warnings...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -437,9 +438,14 @@ func TestOfflineRunsNoScaleGuard(t *testing.T) {
 // guard cannot check and refuses (enforce) or warns. The StatefulSet is found
 // past an empty cache, as right after serve starts.
 func TestScaleGuardReads(t *testing.T) {
+	// stored is the StatefulSet as the API server holds it, without replicas per
+	// master, so that a scale to 3 pods (3 masters) passes the static replica
+	// rule and reaches the live check.
 	stored := func(labeled bool, annotations map[string]string) *appsv1.StatefulSet {
 		sts := &appsv1.StatefulSet{}
-		if err := json.Unmarshal(stsJSON(t, 6, labeled, annotations), sts); err != nil {
+		withMin := map[string]string{"valkey-webhook.io/cluster.replicasPerMaster": "0"}
+		maps.Copy(withMin, annotations)
+		if err := json.Unmarshal(stsJSON(t, 6, labeled, withMin), sts); err != nil {
 			t.Fatal(err)
 		}
 		sts.Namespace = "team-a"
@@ -466,6 +472,13 @@ func TestScaleGuardReads(t *testing.T) {
 			stored: stored(true, nil),
 			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
 			want:   answer{Code: http.StatusUnprocessableEntity, Message: unchecked},
+		},
+		{
+			name:   "scale subresource, labeled, below the policy's minimum pods: refused by the static rule, before any live check",
+			stored: stored(true, map[string]string{"valkey-webhook.io/cluster.replicasPerMaster": "1"}),
+			body:   func(t *testing.T) []byte { return scaleReview(t, 6, 3) },
+			want: answer{Code: http.StatusUnprocessableEntity, Message: `StatefulSet.apps "cache" is invalid: spec.replicas: Invalid value: 3: ` +
+				`must be at least 6: 3 masters x (1 + 1 replicas per master); raise spec.replicas, or lower valkey-webhook.io/cluster.replicasPerMaster`},
 		},
 		{
 			name:   "scale subresource, not labeled: allowed after reading it",
