@@ -122,6 +122,11 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	logger.V(1).Info("cluster status", "state", report.State, "slots", report.SlotsCovered, "next", next.String(), "why", why)
 	switch next {
 	case stepNone:
+		if suspects(report) {
+			// A node the cluster does not agree is down yet (fail?) may be the
+			// node of a pod scaled away, to forget once it is flagged fail.
+			return reconcile.Result{RequeueAfter: waitInterval}, nil
+		}
 		return reconcile.Result{RequeueAfter: okInterval}, nil
 	case stepWait:
 		logger.Info("cluster not ok; waiting", "why", why)

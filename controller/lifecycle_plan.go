@@ -89,3 +89,13 @@ func othersFormed(r cluster.Report) bool {
 	}
 	return true
 }
+
+// suspects reports whether some node flags a peer fail or fail?.
+func suspects(r cluster.Report) bool {
+	for _, n := range r.Nodes {
+		if n.FailingPeers > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -44,7 +44,9 @@ var modes = []mode{
 
 const (
 	pods = 6
-	keys = 1000
+	// defaultKeys is how many keys a run writes and reads back, unless it says
+	// otherwise (run.keys).
+	defaultKeys = 1000
 	// nodeTimeout is cluster-node-timeout (ms) of the test clusters: shorter
 	// than the default, so that failover and heal fit the test's time.
 	nodeTimeout = 2000
@@ -136,13 +138,15 @@ type run struct {
 	kubelet  *valkeyharness.Kubelet
 	password string
 	tls      *tls.Config
+	// keys is how many keys writeKeys and readKeys handle.
+	keys int
 }
 
 // startRun creates the namespace, the TLS Secret (with TLS), the kubelet and the
 // minimal labeled StatefulSet.
 func startRun(ctx context.Context, ns string, m mode) *run {
 	GinkgoHelper()
-	r := &run{mode: m, ns: ns}
+	r := &run{mode: m, ns: ns, keys: defaultKeys}
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 
 	masters := 3
@@ -368,8 +372,8 @@ func (r *run) writeKeys(ctx context.Context) {
 	cl, err := valkey.NewClient(r.clientOption(addrs...))
 	Expect(err).NotTo(HaveOccurred())
 	defer cl.Close()
-	cmds := make(valkey.Commands, 0, keys)
-	for i := range keys {
+	cmds := make(valkey.Commands, 0, r.keys)
+	for i := range r.keys {
 		cmds = append(cmds, cl.B().Set().Key(key(i)).Value(strconv.Itoa(i)).Build())
 	}
 	for i, res := range cl.DoMulti(ctx, cmds...) {
@@ -426,8 +430,8 @@ func (r *run) readKeys(ctx context.Context) {
 		cl, err := valkey.NewClient(r.clientOption(addrs...))
 		g.Expect(err).NotTo(HaveOccurred())
 		defer cl.Close()
-		cmds := make(valkey.Commands, 0, keys)
-		for i := range keys {
+		cmds := make(valkey.Commands, 0, r.keys)
+		for i := range r.keys {
 			cmds = append(cmds, cl.B().Get().Key(key(i)).Build())
 		}
 		missing := 0
@@ -437,7 +441,7 @@ func (r *run) readKeys(ctx context.Context) {
 				missing++
 			}
 		}
-		g.Expect(missing).To(BeZero(), "keys not read back (of %d)", keys)
+		g.Expect(missing).To(BeZero(), "keys not read back (of %d)", r.keys)
 	}).WithContext(ctx).WithTimeout(settle).WithPolling(time.Second).Should(Succeed())
 }
 

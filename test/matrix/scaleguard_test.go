@@ -120,7 +120,8 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 		Expect(*sts.Spec.Replicas).To(BeEquivalentTo(7), "a dry run changes nothing")
 	}, SpecTimeout(2*time.Minute))
 
-	It("admits the same scale-down once cluster drain moved ordinal 6's slots away, and keeps every key", func(ctx SpecContext) {
+	It("admits the same scale-down once cluster drain moved ordinal 6's slots away, and keeps every one of 10,000 keys", func(ctx SpecContext) {
+		r.keys = 10000
 		r.setKeys(ctx, 7)
 		nodes := make([]cluster.Node, 7)
 		for i := range nodes {
@@ -154,6 +155,15 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 	}, SpecTimeout(8*time.Minute))
 
 	It("refuses within its budget when a node does not answer, naming the pod", func(ctx SpecContext) {
+		// No replicas per master from here on, so that 5 pods pass the static
+		// replica rule (3 masters x 1) and the scale reaches the live check. The
+		// pod template does not depend on it: no pod rolls.
+		sts := &appsv1.StatefulSet{}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(r.sts), sts)).To(Succeed())
+		patch := client.MergeFrom(sts.DeepCopy())
+		sts.Annotations[config.AnnotationPrefix+"cluster.replicasPerMaster"] = "0"
+		Expect(k8s.Patch(ctx, sts, patch)).To(Succeed())
+
 		addr := r.addressOf(ctx, "cache-3")
 		cl, err := r.nodeClient(addr)
 		Expect(err).NotTo(HaveOccurred())
@@ -187,8 +197,8 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 			Expect(r.kubelet.Kill(ctx, fmt.Sprintf("cache-%d", i), 5*time.Minute)).To(Succeed())
 		}
 		r.expectReadyReplicas(ctx, 0)
-		// Through the scale subresource: an edit to 5 pods would also be denied by
-		// the validating webhook (fewer than 3 masters x 2).
+		// Through the scale subresource, 5 pods being enough without replicas
+		// per master (the annotation of the spec above).
 		start := time.Now()
 		err := r.scale(ctx, 5)
 		took := time.Since(start)
@@ -434,8 +444,8 @@ func (r *run) setKeys(ctx context.Context, n int) {
 	cl, err := valkey.NewClient(r.clientOption(addrs...))
 	Expect(err).NotTo(HaveOccurred())
 	defer cl.Close()
-	cmds := make(valkey.Commands, 0, keys)
-	for i := range keys {
+	cmds := make(valkey.Commands, 0, r.keys)
+	for i := range r.keys {
 		cmds = append(cmds, cl.B().Set().Key(key(i)).Value(strconv.Itoa(i)).Build())
 	}
 	for i, res := range cl.DoMulti(ctx, cmds...) {
