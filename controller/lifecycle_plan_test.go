@@ -123,3 +123,11 @@ func TestNextStep(t *testing.T) {
 		})
 	}
 }
+
+func TestSuspects(t *testing.T) {
+	calm := cluster.Report{Nodes: []cluster.NodeReport{{Address: "a:1"}, {Address: "b:1"}}}
+	wary := cluster.Report{Nodes: []cluster.NodeReport{{Address: "a:1"}, {Address: "b:1", FailingPeers: 1}}}
+	if suspects(calm) || !suspects(wary) {
+		t.Errorf("suspects(no failing peers) = %t, suspects(one) = %t; want false, true", suspects(calm), suspects(wary))
+	}
+}

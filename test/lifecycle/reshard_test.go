@@ -156,6 +156,12 @@ var _ = Describe("an 8-pod cluster", func() {
 			writeKeys(ctx, c, drainKeys)
 			before := reportOf(ctx, c, all[:6], opts)
 
+			By("a drain that names a node not in the cluster is refused, naming it")
+			_, err = cluster.Drain(ctx, all, []string{all[7].Address}, opts)
+			var refusal *cluster.Refusal
+			Expect(err).To(BeAssignableToTypeOf(refusal))
+			Expect(err).To(MatchError(ContainSubstring("does not know " + all[7].Address + ": it is not in the same cluster")))
+
 			By("a new node holding keys is refused, and nothing changes")
 			stray, err := c.NodeClient(c.Pods[7].Addr)
 			Expect(err).NotTo(HaveOccurred())
