@@ -63,3 +63,27 @@ func TestDeparted(t *testing.T) {
 		})
 	}
 }
+
+func TestStrangersProblemPointsToForget(t *testing.T) {
+	const gone = "9999999999999999999999999999999999999999"
+	failed := gone + " 10.0.9.9:6379@16379 slave,fail " + fakeID(0) + " 0 0 1 disconnected"
+	suspected := gone + " 10.0.9.9:6379@16379 slave,fail? " + fakeID(0) + " 0 0 1 disconnected"
+	for _, tt := range []struct {
+		name, line, fix string
+	}{
+		{"a failed node of a pod scaled away", failed, "they are failed nodes without slots, of pods scaled away: run forget first (the lifecycle controller does it by itself)"},
+		{"a node only suspected, maybe left out", suspected, "give every node of the cluster"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			members := fakeMembers(t, with(formedCluster(), func(n []fakeNode) {
+				for i := range n {
+					n[i].extra = []string{tt.line}
+				}
+			}))
+			p, ok := strangersProblem(members[0], members)
+			if !ok || p.Fix != tt.fix || p.Node != members[0].Address {
+				t.Errorf("strangersProblem = %+v, %t; want a problem at %s with fix %q", p, ok, members[0].Address, tt.fix)
+			}
+		})
+	}
+}

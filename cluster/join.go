@@ -107,8 +107,8 @@ func joinProblems(formed, fresh []*member) []Problem {
 				problems = append(problems, Problem{Node: m.Address, Reason: fmt.Sprintf("does not know %s: the nodes that are not new do not form one cluster", p.Address), Fix: "give the nodes of one cluster and its new nodes"})
 			}
 		}
-		if foreign := foreignPeers(m, formed); len(foreign) > 0 {
-			problems = append(problems, Problem{Node: m.Address, Reason: fmt.Sprintf("knows %d node(s) not given (%s)", len(foreign), describeEntries(foreign)), Fix: "give every node of the cluster"})
+		if p, ok := strangersProblem(m, formed); ok {
+			problems = append(problems, p)
 		}
 		if !m.self.IsReplica() {
 			for _, r := range m.self.Slots {

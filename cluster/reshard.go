@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,9 @@ func reshard(ctx context.Context, op string, nodes []Node, drain []string, opts 
 	if problems, err := s.memoryProblems(ctx, moves); err != nil {
 		return res, err
 	} else if len(problems) > 0 {
+		if res.Changed {
+			return res, resumable(op, refuse(op, problems))
+		}
 		return res, refuse(op, problems)
 	}
 
@@ -129,8 +133,8 @@ func (s *session) resolveDrained(drain []string) (map[string]bool, []Problem) {
 func (s *session) formedProblems() []Problem {
 	var problems []Problem
 	for _, m := range s.members {
-		if foreign := foreignPeers(m, s.members); len(foreign) > 0 {
-			problems = append(problems, Problem{Node: m.Address, Reason: fmt.Sprintf("knows %d node(s) not given (%s)", len(foreign), describeEntries(foreign)), Fix: "give every node of the cluster"})
+		if p, ok := strangersProblem(m, s.members); ok {
+			problems = append(problems, p)
 		}
 		for _, p := range s.members {
 			if known, _ := m.knows(p); !known {
@@ -281,4 +285,23 @@ func coversRange(ranges []SlotRange, want SlotRange) bool {
 		}
 	}
 	return true
+}
+
+// strangersProblem is the problem of a node that knows nodes not given: the
+// nodes of pods scaled away, which forget removes, or nodes of the cluster that
+// were left out.
+func strangersProblem(m *member, given []*member) (Problem, bool) {
+	foreign := foreignPeers(m, given)
+	if len(foreign) == 0 {
+		return Problem{}, false
+	}
+	gone := map[string]bool{}
+	for _, id := range departed(given) {
+		gone[id] = true
+	}
+	fix := "give every node of the cluster"
+	if !slices.ContainsFunc(foreign, func(e NodeEntry) bool { return !gone[e.ID] }) {
+		fix = "they are failed nodes without slots, of pods scaled away: run forget first (the lifecycle controller does it by itself)"
+	}
+	return Problem{Node: m.Address, Reason: fmt.Sprintf("knows %d node(s) not given (%s)", len(foreign), describeEntries(foreign)), Fix: fix}, true
 }
