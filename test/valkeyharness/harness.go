@@ -10,6 +10,9 @@
 // A pod's data directory survives Restart, which stops every pod and starts it
 // again on a new address: the full restart with new pod IPs of a Kubernetes
 // cluster. Every wait is bounded; Close kills whatever still runs.
+//
+// Kubelet (kubelet.go) runs the pods of a test API server the same way, from the
+// pods, ConfigMaps and Secrets there, and reports their IPs and readiness back.
 package valkeyharness
 
 import (
