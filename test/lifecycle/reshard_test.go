@@ -153,7 +153,7 @@ var _ = Describe("an 8-pod cluster", func() {
 			all, opts := nodesOf(c), optionsOf(c)
 			_, err := cluster.Init(ctx, all[:6], opts)
 			Expect(err).NotTo(HaveOccurred())
-			writeKeys(ctx, c, drainKeys)
+			writeKeys(ctx, c, drainKeys, c.Addresses()[:6]...)
 			before := reportOf(ctx, c, all[:6], opts)
 
 			By("a drain that names a node not in the cluster is refused, naming it")
@@ -257,7 +257,7 @@ var _ = Describe("an 8-pod cluster", func() {
 			all, opts := nodesOf(c), optionsOf(c)
 			_, err := cluster.Init(ctx, all[:6], opts)
 			Expect(err).NotTo(HaveOccurred())
-			writeKeys(ctx, c, drainKeys)
+			writeKeys(ctx, c, drainKeys, c.Addresses()[:6]...)
 			By("meeting pods 6 and 7 as masters without slots")
 			meet(ctx, c, c.Pods[0].Addr, c.Pods[6], c.Pods[7])
 			Eventually(func(g Gomega) {

@@ -178,10 +178,15 @@ func expectEmpty(f nodeFacts) {
 }
 
 // writeKeys writes n keys through a valkey-go cluster client, then waits until
-// the replica of every master that holds keys has them.
-func writeKeys(ctx context.Context, c *valkeyharness.Cluster, n int) {
+// the replica of every master that holds keys has them. The client starts from
+// the pods of the cluster: all of them, or the addresses given (pods that are
+// not in the cluster yet would answer that they serve no slot).
+func writeKeys(ctx context.Context, c *valkeyharness.Cluster, n int, addrs ...string) {
 	GinkgoHelper()
-	cl, err := valkey.NewClient(c.ClientOption(c.Addresses()...))
+	if len(addrs) == 0 {
+		addrs = c.Addresses()
+	}
+	cl, err := valkey.NewClient(c.ClientOption(addrs...))
 	Expect(err).NotTo(HaveOccurred())
 	defer cl.Close()
 	cmds := make(valkey.Commands, 0, n)
@@ -191,7 +196,7 @@ func writeKeys(ctx context.Context, c *valkeyharness.Cluster, n int) {
 	for i, r := range cl.DoMulti(ctx, cmds...) {
 		Expect(r.Error()).NotTo(HaveOccurred(), "SET %s", key(i))
 	}
-	for _, addr := range c.Addresses() {
+	for _, addr := range addrs {
 		node, err := c.NodeClient(addr)
 		Expect(err).NotTo(HaveOccurred())
 		role, err := node.Do(ctx, node.B().Role().Build()).ToArray()
