@@ -86,7 +86,18 @@ var _ = Describe("a labeled StatefulSet", func() {
 
 			It("heals by itself after a full restart on all-new pod IPs", func(ctx SpecContext) {
 				old := r.podsByName(ctx)
+				By("deleting every pod, holding the new ones until every old one is gone")
+				r.kubelet.Hold()
+				DeferCleanup(r.kubelet.Release)
 				Expect(k8s.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(r.ns), client.MatchingLabels(r.sts.Spec.Selector.MatchLabels))).To(Succeed())
+				Eventually(func(g Gomega) {
+					now := r.podsByName(ctx)
+					g.Expect(now).To(HaveLen(pods))
+					for name, pod := range now {
+						g.Expect(pod.UID).NotTo(Equal(old[name].UID), "%s re-created (its old process stopped first)", name)
+					}
+				}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
+				r.kubelet.Release()
 				Eventually(func(g Gomega) {
 					now := r.podsByName(ctx)
 					g.Expect(now).To(HaveLen(pods))

@@ -49,6 +49,8 @@ type Kubelet struct {
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	closed  atomic.Bool
+	// holding keeps new pods from starting, until Release.
+	holding atomic.Bool
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -140,6 +142,16 @@ type killRequest struct {
 	down time.Duration
 	done chan error
 }
+
+// Hold keeps pods that are not running yet from starting, until Release: with
+// the pods deleted meanwhile, every old process is gone before the first new one
+// starts, as after a whole Kubernetes cluster went down (a full restart). Without
+// it, the pods of a StatefulSet restart overlapping, and the first new ones find
+// the old ones still up and learn their addresses by gossip.
+func (k *Kubelet) Hold() { k.holding.Store(true) }
+
+// Release lets the held pods start.
+func (k *Kubelet) Release() { k.holding.Store(false) }
 
 // Logs returns the end of every pod's log, for a failing test's output.
 func (k *Kubelet) Logs() string {
@@ -258,15 +270,17 @@ func (w *podWorker) run(ctx context.Context) {
 			w.terminate(ctx, pod)
 			return
 		}
-		p := w.pod.Load()
-		if p == nil {
+		switch p := w.pod.Load(); {
+		case p == nil && w.k.holding.Load():
+			// Held: stays Pending until Release.
+		case p == nil:
 			started, cmd, err := w.startPod(ctx, pod)
 			if err == nil && started != nil {
 				w.pod.Store(started)
 				probe = cmd
 				statusDirty = true
 			}
-		} else if !p.Running() && !time.Now().Before(downUntil) {
+		case !p.Running() && !time.Now().Before(downUntil):
 			if err := p.start(); err == nil {
 				restarts++
 				ready, statusDirty = false, true
