@@ -19,6 +19,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
@@ -59,7 +60,7 @@ var _ = Describe("a labeled StatefulSet", func() {
 		Context(m.name, Ordered, func() {
 			var r *run
 			BeforeAll(func(ctx SpecContext) {
-				r = startRun(ctx, fmt.Sprintf("matrix-%d", i), m)
+				r = startRun(ctx, fmt.Sprintf("matrix-%d", i), m, 3)
 			})
 
 			It("forms its cluster by itself once its pods run", func(ctx SpecContext) {
@@ -154,14 +155,13 @@ type run struct {
 }
 
 // startRun creates the namespace, the TLS Secret (with TLS), the kubelet and the
-// minimal labeled StatefulSet.
-func startRun(ctx context.Context, ns string, m mode) *run {
+// minimal labeled StatefulSet of the given masters, one replica each.
+func startRun(ctx context.Context, ns string, m mode, masters int) *run {
 	GinkgoHelper()
 	r := &run{mode: m, ns: ns, keys: defaultKeys}
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 
-	masters := 3
-	sts, err := generator.MinimalCluster(generator.ClusterOptions{Name: "cache", Namespace: ns, Masters: masters}, config.Default())
+	sts, err := generator.MinimalCluster(generator.ClusterOptions{Name: "cache", Namespace: ns, Masters: masters, ReplicasPerMaster: ptr.To(1)}, config.Default())
 	Expect(err).NotTo(HaveOccurred())
 	if sts.Annotations == nil {
 		sts.Annotations = map[string]string{}
@@ -270,11 +270,14 @@ func (r *run) clientOption(addrs ...string) valkey.ClientOption {
 }
 
 // status asks every pod, through the cluster package, how it sees the cluster.
-func (r *run) status(ctx context.Context) cluster.Report {
+func (r *run) status(ctx context.Context) cluster.Report { return r.statusOf(ctx, pods) }
+
+// statusOf asks the first n pods, in ordinal order, how they see the cluster.
+func (r *run) statusOf(ctx context.Context, n int) cluster.Report {
 	GinkgoHelper()
-	var nodes []cluster.Node
-	for _, a := range r.addresses(ctx) {
-		nodes = append(nodes, cluster.Node{Address: a})
+	nodes := make([]cluster.Node, n)
+	for i := range n {
+		nodes[i] = cluster.Node{Address: r.addressOf(ctx, fmt.Sprintf("%s-%d", r.sts.Name, i))}
 	}
 	report, err := cluster.Status(ctx, nodes, r.clusterOptions())
 	Expect(err).NotTo(HaveOccurred())

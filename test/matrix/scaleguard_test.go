@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,10 +14,8 @@ import (
 	"github.com/valkey-io/valkey-go"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,7 +24,6 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/controller"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
-	"github.com/valkey-webhook/valkey-webhook/generator"
 	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
@@ -54,7 +49,11 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 		removed string
 	)
 	BeforeAll(func(ctx SpecContext) {
-		r = startGuardRun(ctx, "scaleguard")
+		// 4 masters with 1 replica each (8 pods), with TLS (client certificates
+		// required) and auth, so that the guard reaches the nodes as the
+		// StatefulSet configures them.
+		r = startRun(ctx, "scaleguard", modes[2], 4)
+		Expect(*r.sts.Spec.Replicas).To(BeEquivalentTo(8))
 	})
 
 	It("forms 4 masters by itself; CLUSTER FAILOVER and REPLICATE move the masters to ordinals 0, 1, 2 and 6", func(ctx SpecContext) {
@@ -64,7 +63,7 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 	}, SpecTimeout(6*time.Minute))
 
 	It("admits 8 -> 7 through the scale subresource: ordinal 7 is a replica and its master keeps another", func(ctx SpecContext) {
-		removed = r.guardStatus(ctx, 8).Nodes[7].ID
+		removed = r.statusOf(ctx, 8).Nodes[7].ID
 		Expect(r.scale(ctx, 7)).To(Succeed())
 		Eventually(func(g Gomega) {
 			now := r.podsByName(ctx)
@@ -75,7 +74,7 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 	}, SpecTimeout(3*time.Minute))
 
 	It("refuses 7 -> 6 through the scale subresource and through spec.replicas, naming cache-6, its node ID and its slots", func(ctx SpecContext) {
-		six := r.guardStatus(ctx, 7).Nodes[6]
+		six := r.statusOf(ctx, 7).Nodes[6]
 		Expect(six.Role).To(Equal(cluster.RoleMaster))
 		Expect(six.Slots).To(BeNumerically(">", 0))
 		names := fmt.Sprintf("cache-6 (node %s, master), which serves %d slots (%s)", six.ID, six.Slots, six.SlotRanges)
@@ -142,7 +141,7 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 		opts.Timeout = 3 * time.Minute
 		_, err := cluster.Drain(ctx, nodes, []string{nodes[6].Address}, opts)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(r.guardStatus(ctx, 7).Nodes[6].Slots).To(BeZero())
+		Expect(r.statusOf(ctx, 7).Nodes[6].Slots).To(BeZero())
 
 		Expect(r.scale(ctx, 6)).To(Succeed())
 		Eventually(func(g Gomega) {
@@ -212,70 +211,6 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 	}, SpecTimeout(2*time.Minute))
 })
 
-// startGuardRun is startRun for the scale guard's cluster: 4 masters with 1
-// replica each (8 pods), with TLS (client certificates required) and auth, so
-// that the guard reaches the nodes as the StatefulSet configures them.
-func startGuardRun(ctx context.Context, ns string) *run {
-	GinkgoHelper()
-	r := &run{mode: mode{name: "with TLS and auth", auth: true, tls: true}, ns: ns}
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-
-	sts, err := generator.MinimalCluster(generator.ClusterOptions{Name: "cache", Namespace: ns, Masters: 4, ReplicasPerMaster: ptr.To(1)}, config.Default())
-	Expect(err).NotTo(HaveOccurred())
-	Expect(*sts.Spec.Replicas).To(BeEquivalentTo(8))
-	if sts.Annotations == nil {
-		sts.Annotations = map[string]string{}
-	}
-	sts.Annotations[config.AnnotationPrefix+"cluster.nodeTimeout"] = strconv.Itoa(nodeTimeout)
-	sts.Annotations[config.AnnotationPrefix+"auth.enabled"] = "true"
-
-	files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
-	Expect(err).NotTo(HaveOccurred())
-	headless := defaults.HeadlessServiceName(sts)
-	data, err := files.SecretData("cache", []string{fmt.Sprintf("*.%s.%s.svc.cluster.local", headless, ns), "localhost"}, net.ParseIP("127.0.0.1"))
-	Expect(err).NotTo(HaveOccurred())
-	Expect(k8s.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "cache-tls", Namespace: ns},
-		Type:       corev1.SecretTypeTLS,
-		Data:       data,
-	})).To(Succeed())
-	sts.Annotations[config.AnnotationPrefix+"tls.secretName"] = "cache-tls"
-	sts.Annotations[config.AnnotationPrefix+"tls.authClients"] = "true"
-	r.tls = files.ClientConfig()
-	r.tls.ServerName = fmt.Sprintf("cache-0.%s.%s.svc.cluster.local", headless, ns)
-
-	kubelet, err := valkeyharness.StartKubelet(ctx, k8s, ns, GinkgoT().TempDir(), "a", "b", "c")
-	Expect(err).NotTo(HaveOccurred())
-	r.kubelet = kubelet
-	DeferCleanup(kubelet.Close)
-	DeferCleanup(func() {
-		if CurrentSpecReport().Failed() || os.Getenv("LIFECYCLE_LOGS") != "" {
-			AddReportEntry("valkey-server logs", kubelet.Logs())
-		}
-	})
-
-	Expect(k8s.Create(ctx, sts)).To(Succeed())
-	r.sts = sts
-	Eventually(func(g Gomega) {
-		s := &corev1.Secret{}
-		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: sts.Name + "-auth"}, s)).To(Succeed())
-		r.password = string(s.Data[defaults.PasswordKey])
-	}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
-	return r
-}
-
-// guardStatus asks the first n pods, in ordinal order, how they see the cluster.
-func (r *run) guardStatus(ctx context.Context, n int) cluster.Report {
-	GinkgoHelper()
-	nodes := make([]cluster.Node, n)
-	for i := range n {
-		nodes[i] = cluster.Node{Address: r.addressOf(ctx, fmt.Sprintf("%s-%d", r.sts.Name, i))}
-	}
-	report, err := cluster.Status(ctx, nodes, r.clusterOptions())
-	Expect(err).NotTo(HaveOccurred())
-	return report
-}
-
 // expectShards waits until the n pods are Ready and every one reports the
 // cluster ok, with all slots served by the given number of masters.
 func (r *run) expectShards(ctx context.Context, n, masters int) {
@@ -286,7 +221,7 @@ func (r *run) expectShards(ctx context.Context, n, masters int) {
 		for name, p := range now {
 			g.Expect(isReady(p)).To(BeTrue(), "%s is Ready", name)
 		}
-		report := r.guardStatus(ctx, n)
+		report := r.statusOf(ctx, n)
 		g.Expect(report.State).To(Equal(cluster.StateOK), "cluster state: %+v", report)
 		g.Expect(report.Masters).To(Equal(masters))
 		g.Expect(report.Replicas).To(Equal(n - masters))
@@ -350,7 +285,7 @@ func (r *run) arrangeShards(ctx context.Context) {
 		Expect(steps).To(BeNumerically("<=", 12), "arranging the shards takes a few steps")
 		var st cluster.Report
 		Eventually(func(g Gomega) {
-			st = r.guardStatus(ctx, 8)
+			st = r.statusOf(ctx, 8)
 			g.Expect(st.State).To(Equal(cluster.StateOK), "cluster state: %+v", st)
 			for o, n := range st.Nodes {
 				if n.Role == cluster.RoleReplica {
@@ -368,10 +303,10 @@ func (r *run) arrangeShards(ctx context.Context) {
 		err = cl.Do(ctx, cl.B().Arbitrary(step.args...).Build()).Error()
 		cl.Close()
 		Expect(err).NotTo(HaveOccurred(), "%s on cache-%d", strings.Join(step.args, " "), step.to)
-		Eventually(func() bool { return step.done(r.guardStatus(ctx, 8)) }).WithContext(ctx).WithTimeout(settle).WithPolling(500*time.Millisecond).
+		Eventually(func() bool { return step.done(r.statusOf(ctx, 8)) }).WithContext(ctx).WithTimeout(settle).WithPolling(500*time.Millisecond).
 			Should(BeTrue(), step.what)
 	}
-	st := r.guardStatus(ctx, 8)
+	st := r.statusOf(ctx, 8)
 	for o, n := range st.Nodes {
 		GinkgoWriter.Printf("cache-%d: %s %s master=%s slots=%d (%s)\n", o, n.ID[:8], n.Role, n.MasterAddress, n.Slots, n.SlotRanges)
 	}

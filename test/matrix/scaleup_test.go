@@ -17,7 +17,7 @@ import (
 var _ = Describe("a labeled StatefulSet scaled up from 6 to 8 pods", Ordered, func() {
 	var r *run
 	BeforeAll(func(ctx SpecContext) {
-		r = startRun(ctx, "scaleup", modes[1])
+		r = startRun(ctx, "scaleup", modes[1], 3)
 		r.expectEvent(ctx, controller.ReasonClusterFormed)
 		r.expectHealthy(ctx)
 		r.writeKeys(ctx)
