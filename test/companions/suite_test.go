@@ -13,11 +13,9 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/valkey-webhook/valkey-webhook/controller"
 	"github.com/valkey-webhook/valkey-webhook/test/framework"
 )
 
@@ -49,26 +47,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	})
 
 	By("binding the controller's user to exactly controller.ClusterRole and controller.Role")
-	role := controller.ClusterRole("valkey-webhook")
-	Expect(k8s.Create(ctx, role)).To(Succeed())
-	Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "valkey-webhook"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: controllerUser}},
-	})).To(Succeed())
-	for _, ns := range []string{"valkey-webhook-system", "team-a"} {
-		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
-	}
-	leases := controller.Role("valkey-webhook", "valkey-webhook-system")
-	Expect(k8s.Create(ctx, leases)).To(Succeed())
-	Expect(k8s.Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "valkey-webhook", Namespace: "valkey-webhook-system"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: leases.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: controllerUser}},
-	})).To(Succeed())
-
-	kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), controllerUser)
+	kubeconfig, err := cp.ControllerUser(ctx, GinkgoT().TempDir(), controllerUser, "valkey-webhook-system")
 	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}})).To(Succeed())
 	server, _, err = cp.Serve(kubeconfig, "--leader-election-namespace", "valkey-webhook-system", "--namespace", "valkey-webhook-system")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() {
