@@ -26,9 +26,6 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
-// ZoneLabel is the well-known label of a Kubernetes node's zone.
-const ZoneLabel = "topology.kubernetes.io/zone"
-
 // Nodes lists the Valkey nodes of a StatefulSet: one per ordinal below
 // spec.replicas, at its pod IP, in ordinal order, with the zone of the Kubernetes
 // node it runs on (zones maps node names to zones) and, with TLS, the pod's DNS
@@ -125,7 +122,7 @@ func Zones(ctx context.Context, r client.Reader, pods []corev1.Pod) (map[string]
 		case err != nil:
 			return nil, fmt.Errorf("reading node %s for its zone: %w", name, err)
 		default:
-			zones[name] = node.Labels[ZoneLabel]
+			zones[name] = node.Labels[corev1.LabelTopologyZone]
 		}
 	}
 	return zones, nil

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/defaults"
@@ -76,7 +77,7 @@ func StartKubelet(ctx context.Context, c client.Client, namespace, dir string, z
 	for _, zone := range zones {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 			Name:   "kubelet-" + zone,
-			Labels: map[string]string{"topology.kubernetes.io/zone": zone},
+			Labels: map[string]string{corev1.LabelTopologyZone: zone},
 		}}
 		if err := c.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("valkeyharness: creating node %s: %w", node.Name, err)
@@ -94,19 +95,6 @@ func (k *Kubelet) Close() {
 	k.closed.Store(true)
 	k.cancel()
 	k.wg.Wait()
-}
-
-// Pod is the process of the current incarnation of the named pod; nil when
-// there is none.
-func (k *Kubelet) Pod(name string) *Pod {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, w := range k.workers {
-		if w.name == name && !w.gone.Load() {
-			return w.pod.Load()
-		}
-	}
-	return nil
 }
 
 // Kill kills the named pod's valkey-server with SIGKILL, as when its node dies,
@@ -471,7 +459,7 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod, p *Pod, ready b
 		updated.Status.StartTime = pod.Status.StartTime
 	}
 	for _, c := range pod.Spec.Containers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: ready, Started: ptrTo(true)}
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: ready, Started: ptr.To(true)}
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
 		if c.Name == defaults.ValkeyContainer {
 			cs.RestartCount = restarts
@@ -489,5 +477,3 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod) {
 	uid := pod.UID
 	_ = w.k.client.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &uid})
 }
-
-func ptrTo[T any](v T) *T { return &v }
