@@ -94,11 +94,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.Client.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
 		return reconcile.Result{}, err
 	}
-	zones, err := podcluster.Zones(ctx, r.APIReader, pods.Items)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	nodes, waiting := podcluster.Nodes(sts, &p, pods.Items, zones)
+	nodes, waiting := podcluster.Nodes(sts, &p, pods.Items, nil)
 	if waiting != "" {
 		logger.V(1).Info("waiting for the pods", "reason", waiting)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
@@ -131,9 +127,18 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	case stepWait:
 		logger.Info("cluster not ok; waiting", "why", why)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
-	case stepInit:
-		return r.act(ctx, sts, "init", why, func() (cluster.Result, error) { return cluster.Init(ctx, nodes, opts) })
-	case stepJoin:
+	case stepInit, stepJoin:
+		// Only placing replicas needs the zones: read the Kubernetes nodes then.
+		zones, err := podcluster.Zones(ctx, r.APIReader, pods.Items)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		for i := range nodes {
+			nodes[i].Zone = zones[nodes[i].Host]
+		}
+		if next == stepInit {
+			return r.act(ctx, sts, "init", why, func() (cluster.Result, error) { return cluster.Init(ctx, nodes, opts) })
+		}
 		return r.act(ctx, sts, "join", why, func() (cluster.Result, error) { return cluster.Join(ctx, nodes, opts) })
 	case stepForget:
 		return r.act(ctx, sts, "forget", why, func() (cluster.Result, error) { return cluster.Forget(ctx, nodes, opts) })
