@@ -128,6 +128,13 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		logger.Info("cluster not ok; waiting", "why", why)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	case stepInit, stepJoin:
+		if settling := rolling(sts); next == stepInit && settling != "" {
+			// Forming a cluster over pods about to be replaced only fails
+			// half-way. Heal and join go on: a roll waits for ready pods, and
+			// a cluster that needs healing has none.
+			logger.Info("waiting for the pods to settle before init", "reason", settling)
+			return reconcile.Result{RequeueAfter: waitInterval}, nil
+		}
 		// Only placing replicas needs the zones: read the Kubernetes nodes then.
 		zones, err := podcluster.Zones(ctx, r.APIReader, pods.Items)
 		if err != nil {

@@ -2,8 +2,11 @@ package controller
 
 import (
 	"fmt"
+
 	"sort"
 	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
 )
@@ -98,4 +101,19 @@ func suspects(r cluster.Report) bool {
 		}
 	}
 	return false
+}
+
+// rolling says why the StatefulSet's pods are about to change: the StatefulSet
+// controller has not seen its latest spec yet, or a rolling update is under way.
+// Empty when they are settled. Forming or healing meanwhile would work on pods
+// that are about to go.
+func rolling(sts *appsv1.StatefulSet) string {
+	st := sts.Status
+	switch {
+	case st.ObservedGeneration < sts.Generation:
+		return fmt.Sprintf("the StatefulSet controller has not seen generation %d yet", sts.Generation)
+	case sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType && st.UpdateRevision != "" && st.CurrentRevision != st.UpdateRevision:
+		return fmt.Sprintf("a rolling update to revision %s is under way", st.UpdateRevision)
+	}
+	return ""
 }

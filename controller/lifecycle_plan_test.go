@@ -3,6 +3,8 @@ package controller
 import (
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	"github.com/valkey-webhook/valkey-webhook/cluster"
 )
 
@@ -129,5 +131,29 @@ func TestSuspects(t *testing.T) {
 	wary := cluster.Report{Nodes: []cluster.NodeReport{{Address: "a:1"}, {Address: "b:1", FailingPeers: 1}}}
 	if suspects(calm) || !suspects(wary) {
 		t.Errorf("suspects(no failing peers) = %t, suspects(one) = %t; want false, true", suspects(calm), suspects(wary))
+	}
+}
+
+func TestRolling(t *testing.T) {
+	sts := func(generation, observed int64, strategy appsv1.StatefulSetUpdateStrategyType, current, update string) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{}
+		s.Generation = generation
+		s.Spec.UpdateStrategy.Type = strategy
+		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: observed, CurrentRevision: current, UpdateRevision: update}
+		return s
+	}
+	for _, tt := range []struct {
+		name string
+		sts  *appsv1.StatefulSet
+		want string
+	}{
+		{"settled", sts(2, 2, appsv1.RollingUpdateStatefulSetStrategyType, "r1", "r1"), ""},
+		{"a new spec not seen yet", sts(3, 2, appsv1.RollingUpdateStatefulSetStrategyType, "r1", "r1"), "the StatefulSet controller has not seen generation 3 yet"},
+		{"rolling", sts(2, 2, appsv1.RollingUpdateStatefulSetStrategyType, "r1", "r2"), "a rolling update to revision r2 is under way"},
+		{"OnDelete waits for no one", sts(2, 2, appsv1.OnDeleteStatefulSetStrategyType, "r1", "r2"), ""},
+	} {
+		if got := rolling(tt.sts); got != tt.want {
+			t.Errorf("%s: rolling = %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
