@@ -43,14 +43,52 @@ type session struct {
 	members []*member
 }
 
+// lookupIP resolves a host name; a variable so that a unit test can make a name
+// resolve late.
+var lookupIP = net.DefaultResolver.LookupIP
+
+// resolveInterval is how often resolveWithin asks DNS again (a variable for the
+// unit test).
+var resolveInterval = time.Second
+
+// resolveWithin waits, within ctx, until every host name of nodes resolves, and
+// returns the problems of the addresses then (none when all resolve). A
+// StatefulSet's pods are in DNS only once each has an IP, so an init that starts
+// with its pods (the cluster-init Job) waits for them rather than failing at once.
+// Any other problem of an address returns at once.
+func resolveWithin(ctx context.Context, nodes []Node, opts Options) []Problem {
+	reported := 0
+	for {
+		_, problems, unresolved := parseAddresses(ctx, nodes)
+		if unresolved == 0 || unresolved < len(problems) {
+			return problems
+		}
+		if unresolved != reported { // a line when the count changes, not every second
+			opts.progress("waiting for %d of %d names to resolve (first: %s)", unresolved, len(nodes), problems[0].Node)
+			reported = unresolved
+		}
+		select {
+		case <-ctx.Done():
+			return problems
+		case <-time.After(resolveInterval):
+		}
+	}
+}
+
 // parseNodes checks the addresses and resolves host names. It changes nothing.
 func parseNodes(ctx context.Context, nodes []Node) ([]*member, []Problem) {
+	members, problems, _ := parseAddresses(ctx, nodes)
+	return members, problems
+}
+
+// parseAddresses is parseNodes, and counts the problems that are names that did
+// not resolve.
+func parseAddresses(ctx context.Context, nodes []Node) (members []*member, problems []Problem, unresolved int) {
 	if len(nodes) == 0 {
-		return nil, []Problem{{Reason: "no nodes given", Fix: "give every node of the cluster as host:port"}}
+		return nil, []Problem{{Reason: "no nodes given", Fix: "give every node of the cluster as host:port"}}, 0
 	}
-	var problems []Problem
 	seen := map[string]bool{}
-	members := make([]*member, 0, len(nodes))
+	members = make([]*member, 0, len(nodes))
 	for _, n := range nodes {
 		host, port, err := net.SplitHostPort(n.Address)
 		p, perr := strconv.Atoi(port)
@@ -60,9 +98,10 @@ func parseNodes(ctx context.Context, nodes []Node) ([]*member, []Problem) {
 		}
 		ip := host
 		if net.ParseIP(host) == nil {
-			ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+			ips, err := lookupIP(ctx, "ip", host)
 			if err != nil || len(ips) == 0 {
 				problems = append(problems, Problem{Node: n.Address, Reason: fmt.Sprintf("cannot resolve %s: %v", host, err), Fix: "check the name, or give the pod IP"})
+				unresolved++
 				continue
 			}
 			ip = preferIPv4(ips).String()
@@ -75,7 +114,7 @@ func parseNodes(ctx context.Context, nodes []Node) ([]*member, []Problem) {
 		seen[key] = true
 		members = append(members, &member{Node: n, ip: ip, port: p})
 	}
-	return members, problems
+	return members, problems, unresolved
 }
 
 func preferIPv4(ips []net.IP) net.IP {

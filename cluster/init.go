@@ -25,6 +25,9 @@ func Init(ctx context.Context, nodes []Node, opts Options) (Result, error) {
 	if err := refuse("init", problems); err != nil {
 		return Result{}, err
 	}
+	if err := refuse("init", resolveWithin(ctx, nodes, opts)); err != nil {
+		return Result{}, err
+	}
 	s, err := open(ctx, "init", nodes, opts)
 	if err != nil {
 		return Result{}, err
