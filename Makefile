@@ -13,7 +13,7 @@ FUZZMINIMIZETIME ?= 100x
 FUZZTARGETS ?= ./webhook:FuzzAdmissionHandler ./webhook:FuzzHarden ./config:FuzzParse ./config:FuzzEffective
 GOTESTFLAGS ?= -race -count=1
 
-.PHONY: all build test unit verify envtest-assets golden fuzz demo clean
+.PHONY: all build test unit verify envtest-assets golden fuzz demo clean node-up node-down
 
 all: verify build test
 
@@ -38,6 +38,16 @@ verify:
 ## demo: a local control plane with the webhook registered; applies the examples and reports. Ctrl-C stops it.
 demo:
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./hack/demo
+
+## node-up: a real single-node Kubernetes on this machine (root, Linux): prints an
+## `image ROLE=REF` line per locally built image and, last, an admin kubeconfig's path.
+## node-down: stops it and removes everything it created. Both idempotent;
+## docs/real-node.md says what runs and how.
+node-up:
+	@hack/node/up.sh
+
+node-down:
+	@hack/node/down.sh
 
 ## envtest-assets: build kube-apiserver, etcd and kube-controller-manager; print their directory.
 envtest-assets:

@@ -64,6 +64,9 @@ func (m *Manager) Ensure(ctx context.Context) error {
 			return fmt.Errorf("issuing certificates: %w", err)
 		}
 		if err := m.patchCABundles(ctx, next.CABundle); err != nil {
+			if apierrors.IsConflict(err) && attempt < 3 {
+				continue // another replica (starting beside this one) patched first: read again
+			}
 			return err
 		}
 		if changed {
