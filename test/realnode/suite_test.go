@@ -181,4 +181,3 @@ func valkeyWebhook(ctx context.Context, stdin string, args ...string) string {
 	Expect(cmd.Run()).To(Succeed(), "valkey-webhook %s: %s", strings.Join(args, " "), stderr.String())
 	return stdout.String()
 }
-
