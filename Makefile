@@ -1,8 +1,9 @@
 # valkey-webhook: build, test and verify.
 #
 # `make test` is the whole test run (CI runs exactly this): it builds the envtest
-# control plane once into a cache outside the checkout (hack/envtest-assets.sh), then
-# runs every unit, golden, fuzz-seed and envtest suite.
+# control plane and the real node's binaries once into a cache outside the checkout
+# (hack/envtest-assets.sh, hack/node/build.sh), runs every unit, golden, fuzz-seed
+# and envtest suite, then the real-node suite (test/realnode: root and Linux).
 
 GO        ?= go
 BIN       ?= bin
@@ -20,9 +21,19 @@ all: verify build test
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/valkey-webhook ./cmd/valkey-webhook
 
-## test: verify, then every test, the envtest suite included.
+## test: verify, then every test: unit, envtest, real Valkey, then the real node.
+## The real-node suite runs alone, after the others (its pods share the 2 cores),
+## without -race: what it tests runs in the pods, built without it.
 test: verify
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test $(GOTESTFLAGS) ./...
+	@hack/node/build.sh > /dev/null
+	$(GO) test -tags realnode -count=1 -timeout 40m ./test/realnode
+
+## realnode: only the real-node suite (make node-up's node, started and removed by it).
+.PHONY: realnode
+realnode:
+	@hack/node/build.sh > /dev/null
+	$(GO) test -tags realnode -count=1 -timeout 40m -v ./test/realnode
 
 ## unit: the tests that need no control plane.
 unit:
@@ -33,11 +44,14 @@ verify:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags realnode ./test/realnode
 	$(GO) mod tidy -diff
 
-## demo: a local control plane with the webhook registered; applies the examples and reports. Ctrl-C stops it.
+## demo: the real node (make node-up), valkey-webhook installed in-cluster, the minimal
+## example formed into a cluster, a key read back, an unsafe spec denied; stays up
+## until Ctrl-C, which removes the node. Root and Linux.
 demo:
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./hack/demo
+	$(GO) run ./hack/demo
 
 ## node-up: a real single-node Kubernetes on this machine (root, Linux): prints an
 ## `image ROLE=REF` line per locally built image and, last, an admin kubeconfig's path.

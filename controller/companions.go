@@ -64,7 +64,7 @@ type CompanionReconciler struct {
 	CertManager bool
 	// ControllerNamespace, when set, is where valkey-webhook runs (its lifecycle
 	// controller and its scale guard): the NetworkPolicy admits its pods to the
-	// client port.
+	// client port. No StatefulSet of that namespace is acted on, nor of kube-system.
 	ControllerNamespace string
 }
 
@@ -181,6 +181,7 @@ func (r *CompanionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&appsv1.StatefulSet{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}),
 			managedOrJustUnlabeled(),
+			inManagedNamespace(r.ControllerNamespace),
 		)).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
@@ -208,6 +209,12 @@ func managedOrJustUnlabeled() predicate.Predicate {
 			return labeled(e.ObjectNew) || labeled(e.ObjectOld)
 		},
 	}
+}
+
+// inManagedNamespace leaves out kube-system and valkey-webhook's own namespace
+// (own), which admission never touches either (defaults.UnmanagedNamespaces).
+func inManagedNamespace(own string) predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool { return defaults.Managed(o.GetNamespace(), own) })
 }
 
 // statefulSetOfLabel maps a labeled companion Secret to its StatefulSet.

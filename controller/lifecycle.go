@@ -66,6 +66,9 @@ type LifecycleReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Policy    config.Policy
+	// ControllerNamespace, when set, is valkey-webhook's own namespace, which it
+	// leaves alone, as it does kube-system.
+	ControllerNamespace string
 	// Timeout bounds one Init, Heal or Join; zero: cluster.DefaultTimeout.
 	// Asking the nodes (Status) is bounded by statusTimeout.
 	Timeout time.Duration
@@ -203,7 +206,7 @@ func (r *LifecycleReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&appsv1.StatefulSet{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			sts, ok := o.(*appsv1.StatefulSet)
 			return ok && defaults.IsLabeled(sts)
-		}))).
+		}), inManagedNamespace(r.ControllerNamespace))).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &appsv1.StatefulSet{}, handler.OnlyControllerOwner())).
 		WithOptions(crcontroller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)

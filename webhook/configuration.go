@@ -179,14 +179,10 @@ func updateRules(resource string) []admissionregistrationv1.RuleWithOperations {
 // namespaceSelector keeps kube-system and the webhook's own namespace out of reach,
 // so that the webhook can never block its own recovery.
 func namespaceSelector(o ConfigurationOptions) *metav1.LabelSelector {
-	excluded := []string{"kube-system"}
-	if o.Namespace != "" && o.Namespace != "kube-system" {
-		excluded = append(excluded, o.Namespace)
-	}
 	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key:      "kubernetes.io/metadata.name",
 		Operator: metav1.LabelSelectorOpNotIn,
-		Values:   excluded,
+		Values:   defaults.UnmanagedNamespaces(o.Namespace),
 	}}}
 }
 

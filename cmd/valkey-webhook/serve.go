@@ -162,10 +162,11 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	}
 	if s.lifecycle {
 		lifecycle := &controller.LifecycleReconciler{
-			Client:    mgr.GetClient(),
-			APIReader: mgr.GetAPIReader(),
-			Recorder:  mgr.GetEventRecorder("valkey-webhook"),
-			Policy:    p,
+			Client:              mgr.GetClient(),
+			APIReader:           mgr.GetAPIReader(),
+			Recorder:            mgr.GetEventRecorder("valkey-webhook"),
+			Policy:              p,
+			ControllerNamespace: s.certs.namespace,
 		}
 		if err := lifecycle.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the cluster lifecycle controller: %w", err)

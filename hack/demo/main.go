@@ -1,75 +1,72 @@
-// Command demo runs valkey-webhook against a local control plane and shows what it
-// does: `make demo`. It starts kube-apiserver and etcd (the envtest binaries),
-// registers the webhook with the configurations `generate install --dev-url`
-// prints, runs `valkey-webhook serve` against them, applies the example
-// StatefulSet and an unsafe one, and reports what was injected, which companion
-// objects appeared and what was denied. It then stays up until Ctrl-C, with a
-// kubeconfig for kubectl.
+// Command demo shows valkey-webhook doing its job on a real node: `make demo` (root,
+// Linux). It starts the real single-node Kubernetes of make node-up, installs
+// valkey-webhook in-cluster as `generate install` installs it, applies the minimal
+// example, and reports what admission injected, which companion objects appeared,
+// the Valkey cluster that formed by itself (cluster status), a key written and read
+// back, and an unsafe spec denied. It then prints kubectl commands to look around
+// and stays up until Ctrl-C, which removes the node (make node-down).
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/valkey-io/valkey-go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/defaults"
-	"github.com/valkey-webhook/valkey-webhook/generator"
+	"github.com/valkey-webhook/valkey-webhook/test/framework"
 )
+
+const ns = "team-a"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	repo, err := os.Getwd()
+	if err == nil {
+		err = run(ctx, repo)
+	}
+	step("removing the node (make node-down)")
+	if derr := framework.NodeDown(repo, os.Stderr); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return errors.New("KUBEBUILDER_ASSETS is not set: run `make demo`, which builds the control plane first")
-	}
-	dir, err := os.MkdirTemp("", "valkey-webhook-demo-")
+func run(ctx context.Context, repo string) error {
+	step("starting a real single-node Kubernetes (make node-up): kubelet, containerd, CNI, kube-proxy, CoreDNS, kube-router, local-path-provisioner")
+	node, err := framework.NodeUp(ctx, repo, os.Stderr)
 	if err != nil {
 		return err
 	}
-	step("starting kube-apiserver and etcd")
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
+	for _, role := range slices.Sorted(maps.Keys(node.Images)) {
+		fmt.Printf("  image %s=%s\n", role, node.Images[role])
 	}
-	defer func() {
-		step("stopping")
-		_ = env.Stop()
-		_ = os.RemoveAll(dir)
-	}()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(cfg, kubeconfig); err != nil {
+	fmt.Printf("  (the exporter image is a stand-in for redis_exporter, which cannot be built here)\n")
+	cfg, err := clientcmd.BuildConfigFromFlags("", node.Kubeconfig)
+	if err != nil {
 		return err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
@@ -77,90 +74,164 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	wio := env.WebhookInstallOptions
-	url := "https://" + net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
-	step("registering the webhook: generate install --dev-url " + url)
-	configs, err := generator.Install(generator.InstallOptions{DevURL: url, CABundle: wio.LocalServingCAData})
+	step("installing valkey-webhook in-cluster: generate install --cert-mode self-managed --image " + node.Images["valkey-webhook"] + " | kubectl apply -f -")
+	manifests, err := node.InstallManifests(ctx)
 	if err != nil {
 		return err
 	}
-	for _, obj := range configs {
-		if err := c.Create(ctx, obj); err != nil {
-			return fmt.Errorf("creating %s: %w", obj.GetName(), err)
-		}
+	if _, _, err := node.Kubectl(ctx, manifests, "apply", "-f", "-"); err != nil {
+		return err
 	}
+	if _, _, err := node.Kubectl(ctx, "", "-n", framework.WebhookNamespace, "rollout", "status", "deployment/valkey-webhook", "--timeout=3m"); err != nil {
+		return err
+	}
+	fmt.Println("  2 replicas Ready, leader election on, the API server calls them through their Service")
 
-	binary := filepath.Join(dir, "valkey-webhook")
-	step("building and starting valkey-webhook serve (its log: " + filepath.Join(dir, "serve.log") + ")")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/valkey-webhook").CombinedOutput(); err != nil {
-		return fmt.Errorf("building valkey-webhook: %v: %s", err, out)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "serve.log"))
+	step("kubectl apply -f examples/minimal-statefulset.yaml (its image set to the node's)")
+	example, err := node.MinimalExample(ns)
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	probe := freeAddr()
-	serve := exec.Command(binary, "serve", "--kubeconfig", kubeconfig, "--leader-elect=false",
-		"--port", strconv.Itoa(wio.LocalServingPort), "--cert-dir", wio.LocalServingCertDir,
-		"--health-probe-bind-address", probe, "--metrics-bind-address", "0", "--shutdown-drain-delay", "0s")
-	serve.Stdout, serve.Stderr = logFile, logFile
-	if err := serve.Start(); err != nil {
+	if _, _, err := node.Kubectl(ctx, "", "create", "namespace", ns); err != nil {
 		return err
 	}
-	defer func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		_ = serve.Wait()
-	}()
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+	// The webhook answers once its certificate is in the configurations: retry the
+	// first apply for a while.
+	if err := poll(ctx, 2*time.Minute, func() (bool, error) {
+		_, _, err := node.Kubectl(ctx, example, "apply", "-f", "-")
+		return err == nil, nil
 	}); err != nil {
-		return fmt.Errorf("valkey-webhook did not become ready; see %s: %w", logFile.Name(), err)
+		return fmt.Errorf("applying the example: %w", err)
 	}
-
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}); err != nil {
+	sts := &appsv1.StatefulSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache"}, sts); err != nil {
 		return err
 	}
-	step("applying examples/minimal-statefulset.yaml")
-	sts, err := readStatefulSet("examples/minimal-statefulset.yaml")
+	reportInjected(sts)
+	if err := reportCompanions(ctx, c, sts); err != nil {
+		return err
+	}
+
+	step("waiting for the cluster to form by itself (the lifecycle controller, in-cluster)")
+	if err := poll(ctx, 4*time.Minute, func() (bool, error) { return formed(ctx, c) }); err != nil {
+		return fmt.Errorf("the cluster did not form: %w", err)
+	}
+	addrs, password, err := podAddresses(ctx, c)
 	if err != nil {
 		return err
 	}
-	if err := c.Create(ctx, sts); err != nil {
-		return fmt.Errorf("creating the example: %w", err)
-	}
-	stored := &appsv1.StatefulSet{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(sts), stored); err != nil {
+	pwFile := filepath.Join(os.TempDir(), "valkey-webhook-demo-password")
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
 		return err
 	}
-	reportInjected(stored)
-	if err := reportCompanions(ctx, c, stored); err != nil {
-		return err
-	}
-
-	step("applying examples/unsafe/root-user.yaml")
-	unsafe, err := readStatefulSet("examples/unsafe/root-user.yaml")
+	defer os.Remove(pwFile)
+	step("valkey-webhook cluster status --nodes <the pod IPs> --password-file <key password of Secret cache-auth>")
+	status, err := node.ValkeyWebhook(ctx, "cluster", "status", "--nodes", strings.Join(addrs, ","), "--password-file", pwFile)
 	if err != nil {
 		return err
 	}
-	unsafe.Name = "root-user"
-	if err := c.Create(ctx, unsafe); apierrors.IsInvalid(err) {
-		fmt.Printf("  denied: %v\n", err)
-	} else {
-		return fmt.Errorf("the unsafe example was not denied: %v", err)
+	fmt.Print(indent(status))
+
+	step("a key written and read back through a valkey-go cluster client")
+	if err := writeAndRead(ctx, addrs, password); err != nil {
+		return err
 	}
 
-	fmt.Printf("\nThe control plane stays up until Ctrl-C. Try:\n  kubectl --kubeconfig %s -n team-a get statefulsets,configmaps,services,pdb,networkpolicies,secrets\n", kubeconfig)
+	step("kubectl apply -f examples/unsafe/root-user.yaml")
+	unsafe, err := os.ReadFile(filepath.Join(repo, "examples/unsafe/root-user.yaml"))
+	if err != nil {
+		return err
+	}
+	_, denied, err := node.Kubectl(ctx, strings.Replace(string(unsafe), "name: cache\n", "name: root-user\n", 1), "apply", "-f", "-")
+	if err == nil {
+		return errors.New("the unsafe example was not denied")
+	}
+	fmt.Print(indent(denied))
+
+	k := node.KubectlBinary + " --kubeconfig " + node.Kubeconfig
+	fmt.Printf("\nThe node stays up until Ctrl-C, which removes it. Look around:\n"+
+		"  %[1]s -n team-a get statefulsets,pods,pvc,configmaps,services,pdb,networkpolicies,secrets\n"+
+		"  %[1]s -n team-a get events --sort-by=.lastTimestamp\n"+
+		"  %[1]s -n team-a exec cache-0 -c valkey -- sh -c 'REDISCLI_AUTH=$(cat /etc/valkey/auth/password) valkey-cli cluster nodes'\n"+
+		"  %[1]s -n %[2]s logs deployment/valkey-webhook\n", k, framework.WebhookNamespace)
 	<-ctx.Done()
 	return nil
 }
 
 func step(s string) { fmt.Printf("==> %s\n", s) }
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
+}
+
+func poll(ctx context.Context, timeout time.Duration, f func() (bool, error)) error {
+	return wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(context.Context) (bool, error) { return f() })
+}
+
+// formed: every pod Ready and the controller's ClusterFormed Event seen.
+func formed(ctx context.Context, c client.Client) (bool, error) {
+	pods := &corev1.PodList{}
+	if err := c.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "cache"}); err != nil {
+		return false, err
+	}
+	ready := 0
+	for _, p := range pods.Items {
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	events := &eventsv1.EventList{}
+	if err := c.List(ctx, events, client.InNamespace(ns)); err != nil {
+		return false, err
+	}
+	for _, e := range events.Items {
+		if e.Regarding.Kind == "StatefulSet" && e.Reason == "ClusterFormed" && ready == 6 {
+			fmt.Printf("  6 pods Ready; Event %s: %s\n", e.Reason, e.Note)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func podAddresses(ctx context.Context, c client.Client) ([]string, string, error) {
+	var addrs []string
+	for i := range 6 {
+		p := &corev1.Pod{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("cache-%d", i)}, p); err != nil {
+			return nil, "", err
+		}
+		addrs = append(addrs, net.JoinHostPort(p.Status.PodIP, "6379"))
+	}
+	s := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cache-auth"}, s); err != nil {
+		return nil, "", err
+	}
+	return addrs, string(s.Data[defaults.PasswordKey]), nil
+}
+
+func writeAndRead(ctx context.Context, addrs []string, password string) error {
+	cl, err := valkey.NewClient(valkey.ClientOption{InitAddress: addrs, Password: password, DisableCache: true})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	value := time.Now().UTC().Format(time.RFC3339)
+	if err := cl.Do(ctx, cl.B().Set().Key("demo").Value(value).Build()).Error(); err != nil {
+		return err
+	}
+	got, err := cl.Do(ctx, cl.B().Get().Key("demo").Build()).ToString()
+	if err != nil {
+		return err
+	}
+	if got != value {
+		return fmt.Errorf("read back %q, wrote %q", got, value)
+	}
+	slot, _ := cl.Do(ctx, cl.B().ClusterKeyslot().Key("demo").Build()).AsInt64()
+	fmt.Printf("  SET demo %q, GET demo: %q (slot %d)\n", value, got, slot)
+	return nil
+}
 
 func reportInjected(sts *appsv1.StatefulSet) {
 	step("what admission injected into cache")
@@ -193,42 +264,10 @@ func reportCompanions(ctx context.Context, c client.Client, sts *appsv1.Stateful
 	}
 	for _, comp := range companions {
 		key := client.ObjectKey{Namespace: sts.Namespace, Name: comp.name}
-		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			return c.Get(ctx, key, comp.obj) == nil, nil
-		}); err != nil {
+		if err := poll(ctx, time.Minute, func() (bool, error) { return c.Get(ctx, key, comp.obj) == nil, nil }); err != nil {
 			return fmt.Errorf("%s %s did not appear: %w", comp.kind, comp.name, err)
 		}
 		fmt.Printf("  %s %s\n", comp.kind, comp.name)
 	}
 	return nil
-}
-
-func readStatefulSet(path string) (*appsv1.StatefulSet, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	sts := &appsv1.StatefulSet{}
-	if err := yaml.UnmarshalStrict(data, sts); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return sts, nil
-}
-
-func writeKubeconfig(cfg *rest.Config, path string) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["demo"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["demo"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
-	kc.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "demo"}
-	kc.CurrentContext = "demo"
-	return clientcmd.WriteToFile(*kc, path)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:18081"
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

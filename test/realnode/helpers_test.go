@@ -4,6 +4,7 @@ package realnode
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -37,8 +38,12 @@ func readRepoFile(rel string) string {
 type valkeyCluster struct {
 	ns, name string
 	pods     int
+	// masters is how many masters serve the slots; 3 unless a spec says.
+	masters  int
 	password string
 	keys     int
+	// tls, when set, is the client side of the cluster's TLS.
+	tls *tls.Config
 }
 
 // podsByName are the StatefulSet's pods that are not being deleted.
@@ -70,13 +75,14 @@ func (c *valkeyCluster) addresses(ctx context.Context) []string {
 }
 
 func (c *valkeyCluster) options() cluster.Options {
-	return cluster.Options{Password: c.password, Timeout: 20 * time.Second}
+	return cluster.Options{Password: c.password, TLS: c.tls, Timeout: 20 * time.Second}
 }
 
 func (c *valkeyCluster) clientOption(addrs ...string) valkey.ClientOption {
 	return valkey.ClientOption{
 		InitAddress:  addrs,
 		Password:     c.password,
+		TLSConfig:    c.tls,
 		DisableCache: true,
 		Dialer:       net.Dialer{Timeout: 5 * time.Second},
 	}
@@ -93,7 +99,7 @@ func (c *valkeyCluster) status(ctx context.Context) (cluster.Report, error) {
 
 // expectHealthy waits until every pod is Ready with all its containers (the
 // probes run by the kubelet) and every node reports the cluster ok with all
-// slots served by pods/2 masters, each with a replica.
+// slots served by c.masters masters (3 when unset), every other pod a replica.
 func (c *valkeyCluster) expectHealthy(ctx context.Context) {
 	GinkgoHelper()
 	Eventually(func(g Gomega) {
@@ -109,8 +115,12 @@ func (c *valkeyCluster) expectHealthy(ctx context.Context) {
 		report, err := c.status(ctx)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(report.State).To(Equal(cluster.StateOK), "cluster state: %+v", report)
-		g.Expect(report.Masters).To(Equal(c.pods / 2))
-		g.Expect(report.Replicas).To(Equal(c.pods / 2))
+		masters := c.masters
+		if masters == 0 {
+			masters = 3
+		}
+		g.Expect(report.Masters).To(Equal(masters))
+		g.Expect(report.Replicas).To(Equal(c.pods - masters))
 		g.Expect(report.SlotsCovered).To(Equal(cluster.SlotCount))
 	}).WithContext(ctx).WithTimeout(settle).WithPolling(time.Second).Should(Succeed())
 }
@@ -228,6 +238,32 @@ func (c *valkeyCluster) events(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(reasons)
 	return reasons, nil
+}
+
+// nodeClient is a client of the one node at addr.
+func (c *valkeyCluster) nodeClient(addr string) valkey.Client {
+	GinkgoHelper()
+	o := c.clientOption(addr)
+	o.ForceSingleClient = true
+	cl, err := valkey.NewClient(o)
+	Expect(err).NotTo(HaveOccurred())
+	return cl
+}
+
+// role is the first field of ROLE at the node: master or slave.
+func (c *valkeyCluster) role(ctx context.Context, addr string) (string, error) {
+	o := c.clientOption(addr)
+	o.ForceSingleClient = true
+	cl, err := valkey.NewClient(o)
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	role, err := cl.Do(ctx, cl.B().Role().Build()).ToArray()
+	if err != nil {
+		return "", err
+	}
+	return role[0].ToString()
 }
 
 // execIn runs a shell command in a container and returns its stdout and error.

@@ -4,8 +4,6 @@ package realnode
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,26 +14,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// installPolicy is the policy the suite installs with: the node's images (no
-// registry is reachable), the rest the built-in defaults. The metrics image is
-// the exporter STAND-IN (hack/node/exporter-stand-in), not redis_exporter.
-func installPolicy() string {
-	return fmt.Sprintf("image:\n  valkey: %s\nmetrics:\n  image: %s\n", images["valkey"], images["exporter"])
-}
-
-// installWebhook installs valkey-webhook as a user does: `generate install
-// --cert-mode self-managed --image IMAGE | kubectl apply -f -`, with the policy
-// ConfigMap holding installPolicy (a user's own policy goes there), and waits
-// until both replicas are Ready and the API server calls them through their
-// Service.
+// installWebhook installs valkey-webhook as a user does
+// (framework.Node.InstallManifests: generate install --cert-mode self-managed with
+// the node's policy) and waits until both replicas are Ready and the API server
+// calls them through their Service.
 func installWebhook(ctx context.Context) {
 	GinkgoHelper()
 	By("generate install --cert-mode self-managed --image " + images["valkey-webhook"] + " | kubectl apply -f -")
-	manifests := valkeyWebhook(ctx, "", "generate", "install", "--cert-mode", "self-managed", "--image", images["valkey-webhook"])
-	const generated = "    enforcement:\n      unlabeled: warn\n"
-	Expect(strings.Count(manifests, generated)).To(Equal(1), "the policy ConfigMap of generate install")
-	policy := generated + "    " + strings.ReplaceAll(strings.TrimSuffix(installPolicy(), "\n"), "\n", "\n    ") + "\n"
-	manifests = strings.Replace(manifests, generated, policy, 1)
+	manifests, err := node.InstallManifests(ctx)
+	Expect(err).NotTo(HaveOccurred())
 	mustRun(ctx, manifests, "apply", "-f", "-")
 
 	By("two replicas Ready, started together, neither restarted")
@@ -71,9 +58,7 @@ func installWebhook(ctx context.Context) {
 // node's Valkey image.
 func minimalExample(ns string) string {
 	GinkgoHelper()
-	b := readRepoFile("examples/minimal-statefulset.yaml")
-	b = strings.Replace(b, "image: docker.io/valkey/valkey:8.0.1", "image: "+images["valkey"], 1)
-	b = strings.Replace(b, "namespace: team-a", "namespace: "+ns, 1)
-	Expect(b).To(ContainSubstring(images["valkey"]))
-	return b
+	s, err := node.MinimalExample(ns)
+	Expect(err).NotTo(HaveOccurred())
+	return s
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -123,6 +125,44 @@ REDISCLI_AUTH="$(cat /etc/valkey/auth/password)" valkey-cli -h 127.0.0.1 config 
 			}
 		}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
 		c.expectEvent(ctx, controller.ReasonClusterHealed)
+		c.expectHealthy(ctx)
+		c.readKeys(ctx)
+	})
+
+	It("has a scale-down that would drop slots refused by the scale guard, and admitted after cluster drain", func(ctx SpecContext) {
+		By("scaling up to 8: the controller joins cache-6 and cache-7 as replicas")
+		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=8")
+		c.pods = 8
+		c.expectEvent(ctx, controller.ReasonClusterJoined)
+		c.expectHealthy(ctx)
+
+		By("cache-7 takes over its master's slots (CLUSTER FAILOVER)")
+		addrs := c.addresses(ctx)
+		cl := c.nodeClient(addrs[7])
+		Expect(cl.Do(ctx, cl.B().ClusterFailover().Build()).Error()).To(Succeed())
+		cl.Close()
+		Eventually(func() (string, error) { return c.role(ctx, addrs[7]) }).WithContext(ctx).WithTimeout(settle).Should(Equal("master"))
+		c.expectHealthy(ctx)
+
+		By("8 -> 7 would remove cache-7, a master serving slots: refused")
+		_, errOut, err := run(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=7")
+		Expect(err).To(HaveOccurred())
+		Expect(errOut).To(ContainSubstring("would remove cache-7"))
+		Expect(errOut).To(ContainSubstring("valkey-webhook cluster drain"))
+		AddReportEntry("the scale guard's refusal, from the in-cluster webhook", errOut)
+
+		By("cluster drain --ordinals 7 moves its slots and keys to the pods that stay")
+		passwordFile := filepath.Join(GinkgoT().TempDir(), "password")
+		Expect(os.WriteFile(passwordFile, []byte(c.password), 0o600)).To(Succeed())
+		valkeyWebhook(ctx, "cluster", "drain", "--nodes", strings.Join(addrs, ","), "--ordinals", "7", "--password-file", passwordFile)
+		Eventually(func() (string, error) { return c.role(ctx, addrs[7]) }).WithContext(ctx).WithTimeout(settle).Should(Equal("slave"))
+
+		By("8 -> 7 admitted now; the nodes that stay forget cache-7")
+		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=7")
+		// cache-7's shard is gone: its slots went to the two other masters, and its
+		// old master, its replica since the failover, followed them.
+		c.pods, c.masters = 7, 2
+		c.expectEvent(ctx, controller.ReasonNodesForgotten)
 		c.expectHealthy(ctx)
 		c.readKeys(ctx)
 	})

@@ -13,7 +13,6 @@ package realnode
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
@@ -43,9 +42,8 @@ const (
 )
 
 var (
-	repo       string
-	kubeconfig string
-	kubectlBin string
+	repo string
+	node *framework.Node
 	// images maps each role of hack/node/images (valkey, exporter, valkey-webhook,
 	// ...) to the reference node-up imported.
 	images map[string]string
@@ -58,31 +56,12 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 
 	By("starting the node (make node-up)")
-	up := exec.CommandContext(ctx, filepath.Join(repo, "hack/node/up.sh"))
-	up.Dir = repo
-	var stdout bytes.Buffer
-	up.Stdout = &stdout
-	up.Stderr = GinkgoWriter
 	DeferCleanup(nodeDown)
-	Expect(up.Run()).To(Succeed(), "hack/node/up.sh; its output is above")
-	images = map[string]string{}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	for _, l := range lines[:len(lines)-1] {
-		role, ref, ok := strings.Cut(strings.TrimPrefix(l, "image "), "=")
-		Expect(ok && strings.HasPrefix(l, "image ")).To(BeTrue(), "node-up printed %q: want image ROLE=REF", l)
-		images[role] = ref
-	}
-	kubeconfig = lines[len(lines)-1]
-	for _, role := range []string{"valkey", "exporter", "valkey-webhook", "busybox"} {
-		Expect(images).To(HaveKey(role))
-	}
-
-	build := exec.CommandContext(ctx, filepath.Join(repo, "hack/node/build.sh"))
-	out, err := build.Output()
+	node, err = framework.NodeUp(ctx, repo, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
-	kubectlBin = filepath.Join(strings.TrimSpace(string(out)), "kubectl")
+	images = node.Images
 
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	cfg, err := clientcmd.BuildConfigFromFlags("", node.Kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
 	scheme, err := framework.Scheme()
 	Expect(err).NotTo(HaveOccurred())
@@ -98,9 +77,7 @@ func nodeDown(ctx context.Context) {
 	if CurrentSpecReport().Failed() || suiteFailed {
 		reportDiagnostics(ctx)
 	}
-	down := exec.Command(filepath.Join(repo, "hack/node/down.sh"))
-	down.Stdout, down.Stderr = GinkgoWriter, GinkgoWriter
-	Expect(down.Run()).To(Succeed(), "hack/node/down.sh")
+	Expect(framework.NodeDown(repo, GinkgoWriter)).To(Succeed(), "hack/node/down.sh")
 }
 
 var suiteFailed bool
@@ -115,7 +92,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 // the previous container), the Events of every namespace, the node components'
 // log tails.
 func reportDiagnostics(ctx context.Context) {
-	if kubectlBin == "" || kubeconfig == "" {
+	if node == nil {
 		return
 	}
 	var b strings.Builder
@@ -141,43 +118,34 @@ func reportDiagnostics(ctx context.Context) {
 	AddReportEntry("node logs", n.String())
 }
 
-// kubectl runs the node's kubectl with the admin kubeconfig and returns its
-// combined output (for diagnostics; specs use run).
+// kubectl runs the node's kubectl and returns its output, or the error's text
+// (for diagnostics; specs use run and mustRun).
 func kubectl(ctx context.Context, args ...string) string {
-	out, err := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	out, _, err := node.Kubectl(ctx, "", args...)
 	if err != nil {
-		return fmt.Sprintf("%s(kubectl %s: %v)", out, strings.Join(args, " "), err)
+		return out + err.Error()
 	}
-	return string(out)
+	return out
 }
 
 // run runs kubectl with stdin and returns stdout, stderr and the error.
 func run(ctx context.Context, stdin string, args ...string) (string, string, error) {
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
+	return node.Kubectl(ctx, stdin, args...)
 }
 
 // mustRun is run that must succeed.
 func mustRun(ctx context.Context, stdin string, args ...string) string {
 	GinkgoHelper()
-	out, errOut, err := run(ctx, stdin, args...)
-	Expect(err).NotTo(HaveOccurred(), "kubectl %s: %s", strings.Join(args, " "), errOut)
+	out, _, err := node.Kubectl(ctx, stdin, args...)
+	Expect(err).NotTo(HaveOccurred())
 	return out
 }
 
 // valkeyWebhook runs the checkout's valkey-webhook command (go run) and returns
 // its stdout.
-func valkeyWebhook(ctx context.Context, stdin string, args ...string) string {
+func valkeyWebhook(ctx context.Context, args ...string) string {
 	GinkgoHelper()
-	cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./cmd/valkey-webhook"}, args...)...)
-	cmd.Dir = repo
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	Expect(cmd.Run()).To(Succeed(), "valkey-webhook %s: %s", strings.Join(args, " "), stderr.String())
-	return stdout.String()
+	out, err := node.ValkeyWebhook(ctx, args...)
+	Expect(err).NotTo(HaveOccurred())
+	return out
 }

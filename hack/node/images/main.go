@@ -75,6 +75,7 @@ func run(bin, out, repo string) error {
 	for _, b := range []struct{ name, pkg, ldflags string }{
 		{"pause", "./hack/node/pause", "-s -w"},
 		{"exporter-stand-in", "./hack/node/exporter-stand-in", "-s -w"},
+		{"clusterclient", "./test/realnode/clusterclient", "-s -w"},
 		// As the Dockerfile builds it.
 		{"valkey-webhook", "./cmd/valkey-webhook", "-s -w"},
 	} {
@@ -109,6 +110,8 @@ func run(bin, out, repo string) error {
 				l.etc(nil)
 				return l.file("/exporter-stand-in", built["exporter-stand-in"], 0o755)
 			}},
+		{role: "cluster-client", ref: Prefix + "cluster-client:dev", entrypoint: []string{"/clusterclient"}, user: "65534:65534",
+			build: func(l *layer) error { l.etc(nil); return l.file("/clusterclient", built["clusterclient"], 0o755) }},
 		{role: "valkey-webhook", ref: Prefix + "valkey-webhook:dev", entrypoint: []string{"/valkey-webhook"}, cmd: []string{"serve"}, user: "65532:65532",
 			build: func(l *layer) error {
 				// The distroless static nonroot base: passwd, group, /tmp, CA roots.

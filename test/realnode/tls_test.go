@@ -1,0 +1,86 @@
+//go:build realnode
+
+package realnode
+
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/valkey-webhook/valkey-webhook/controller"
+	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
+)
+
+var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, func() {
+	c := &valkeyCluster{ns: "tls", name: "cache", pods: 6, keys: 200}
+	headless := fmt.Sprintf("cache-headless.%s.svc.cluster.local", c.ns)
+
+	It("forms its cluster over TLS and serves a client in a pod that verifies every certificate", func(ctx SpecContext) {
+		mustRun(ctx, "", "create", "namespace", c.ns)
+		By("a certificate the test issues for the pods' DNS names, for server and client use (the cluster bus requires both)")
+		files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
+		Expect(err).NotTo(HaveOccurred())
+		data, err := files.SecretData("cache", []string{"*." + headless, fmt.Sprintf("cache.%s.svc.cluster.local", c.ns)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "cache-tls"},
+			Type:       corev1.SecretTypeTLS,
+			Data:       data,
+		})).To(Succeed())
+		manifest := strings.Replace(minimalExample(c.ns), "  labels:\n    valkey-webhook.io/cluster: enabled\n",
+			"  labels:\n    valkey-webhook.io/cluster: enabled\n  annotations:\n    valkey-webhook.io/tls.secretName: cache-tls\n", 1)
+		Expect(manifest).To(ContainSubstring("tls.secretName"))
+		mustRun(ctx, manifest, "apply", "-f", "-")
+		c.readPassword(ctx)
+
+		// The host reaches the pods by IP and verifies the chain and the
+		// certificate's wildcard name (it never resolves cluster names).
+		c.tls = files.ClientConfig()
+		c.tls.ServerName = "cache-0." + headless
+		c.expectEvent(ctx, controller.ReasonClusterFormed)
+		// The controller stamps the TLS Secret's checksum on the pod template after
+		// creation, which rolls the new pods once: let that roll finish first.
+		mustRun(ctx, "", "-n", c.ns, "rollout", "status", "statefulset/"+c.name, "--timeout=5m")
+		c.expectHealthy(ctx)
+
+		By("a valkey-go cluster client in a pod: names through CoreDNS, each redirect's certificate verified for the pod's name")
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "tls-client"},
+			Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{
+					Name:  "client",
+					Image: images["cluster-client"],
+					Args: []string{"-seed", "cache-0." + headless + ":6379", "-ca", "/tls/ca.crt",
+						"-password-file", "/auth/password", "-keys", fmt.Sprint(c.keys)},
+					VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/tls"}, {Name: "auth", MountPath: "/auth"}},
+				}},
+				Volumes: []corev1.Volume{
+					{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "cache-tls", Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}}},
+					{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "cache-auth", Items: []corev1.KeyToPath{{Key: "password", Path: "password"}}}}},
+				},
+			},
+		}
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+			g.Expect(pod.Status.Phase).To(BeElementOf(corev1.PodSucceeded, corev1.PodFailed))
+		}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
+		logs := mustRun(ctx, "", "-n", c.ns, "logs", pod.Name)
+		AddReportEntry("the TLS client's output", logs)
+		Expect(pod.Status.Phase).To(Equal(corev1.PodSucceeded), logs)
+		Expect(logs).To(ContainSubstring(fmt.Sprintf("wrote and read back %d keys", c.keys)))
+		verified := 0
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.HasPrefix(l, "verified ") && strings.HasSuffix(l, "."+headless) {
+				verified++
+			}
+		}
+		Expect(verified).To(BeNumerically(">=", 3), "the client verified the certificate of every master it was redirected to, by its pod name")
+	})
+})
