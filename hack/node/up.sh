@@ -27,7 +27,7 @@ timeout_s=${NODE_READY_TIMEOUT:-120}
 [[ $(id -u) == 0 ]] || die "node-up needs root (it creates network links, mounts and iptables rules): run it as root"
 missing=()
 for c in containerd:containerd ctr:containerd runc:runc iptables:iptables ipset:ipset conntrack:conntrack \
-  busybox:busybox-static openssl:openssl valkey-server:valkey-server valkey-cli:valkey-tools ip:iproute2; do
+  busybox:busybox-static openssl:openssl valkey-server:valkey-server valkey-cli:valkey-tools ip:iproute2 ss:iproute2; do
   command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c#*:}")
 done
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] || missing+=(containernetworking-plugins)
@@ -124,7 +124,7 @@ log "network: node $NODE_IP on $NODE_BRIDGE, pods $POD_CIDR, services $SERVICE_C
 
 # --- certificates ------------------------------------------------------------------
 pki=$NODE_ROOT/pki
-openssl_quiet() { openssl "$@" 2>/dev/null; }
+openssl_quiet() { openssl "$@" 2>> "$NODE_ROOT/logs/openssl.log"; }
 openssl_quiet req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj "/CN=valkey-webhook-node-ca"
 # cert NAME CN [O] [SANS]

@@ -54,7 +54,7 @@ func run(seed, caFile, passwordFile string, keys int) error {
 	}
 	var mu sync.Mutex
 	verified := map[string]string{}
-	cl, err := valkey.NewClient(valkey.ClientOption{
+	option := valkey.ClientOption{
 		InitAddress:  []string{seed},
 		Password:     strings.TrimSpace(string(password)),
 		DisableCache: true,
@@ -70,7 +70,7 @@ func run(seed, caFile, passwordFile string, keys int) error {
 				if err != nil || len(names) == 0 {
 					return nil, fmt.Errorf("no DNS name for %s: %v", host, err)
 				}
-				name = strings.TrimSuffix(names[0], ".")
+				name = podName(host, names)
 			}
 			c := cfg.Clone()
 			c.ServerName = name // standard verification: chain and this name
@@ -82,13 +82,25 @@ func run(seed, caFile, passwordFile string, keys int) error {
 			}
 			return conn, err
 		},
-	})
-	if err != nil {
-		return err
 	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// A NetworkPolicy admits a new pod once the enforcer has seen it (kube-router
+	// adds its IP to the policy's sets within a second or so): until then the
+	// first connection is refused, so the client tries again for a while.
+	var cl valkey.Client
+	for {
+		if cl, err = valkey.NewClient(option); err == nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "clusterclient: %v; trying again\n", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+	defer cl.Close()
 	for i := range keys {
 		if err := cl.Do(ctx, cl.B().Set().Key("tls:"+strconv.Itoa(i)).Value(strconv.Itoa(i)).Build()).Error(); err != nil {
 			return fmt.Errorf("SET tls:%d: %w", i, err)
@@ -107,4 +119,18 @@ func run(seed, caFile, passwordFile string, keys int) error {
 		fmt.Printf("verified %s as %s\n", dst, verified[dst])
 	}
 	return nil
+}
+
+// podName picks, of the names cluster DNS gives an IP, the pod's own under the
+// headless Service (cache-0.cache-headless.ns.svc...); CoreDNS also names the IP
+// as an endpoint of every other Service (10-0-0-5.cache.ns.svc...), which no
+// certificate needs to cover.
+func podName(ip string, names []string) string {
+	dashed := strings.ReplaceAll(ip, ".", "-")
+	for _, n := range names {
+		if first, _, _ := strings.Cut(n, "."); first != dashed {
+			return strings.TrimSuffix(n, ".")
+		}
+	}
+	return strings.TrimSuffix(names[0], ".")
 }
