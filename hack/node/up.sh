@@ -52,15 +52,15 @@ done
 # From here on, a failure stops everything this run started.
 fail() {
   local rc=$?
-  echo "node: node-up failed; logs in $NODE_ROOT/logs (kept until the next node-up or node-down)" >&2
   for f in "$NODE_ROOT"/logs/*.log; do
     [[ -f $f ]] || continue
     echo "---- last lines of $f" >&2
     tail -n 15 "$f" >&2
   done
+  rm -rf /tmp/valkey-webhook-node-logs
   cp -r "$NODE_ROOT/logs" /tmp/valkey-webhook-node-logs 2>/dev/null
   "$here/down.sh" >/dev/null 2>&1
-  echo "node: logs copied to /tmp/valkey-webhook-node-logs" >&2
+  echo "node: node-up failed and removed what it started; the components' logs are in /tmp/valkey-webhook-node-logs" >&2
   exit "$rc"
 }
 trap fail ERR
