@@ -43,7 +43,7 @@ uplink=$(ip -o route show default | awk '{for (i = 1; i < NF; i++) if ($i == "de
 if [[ -S $CONTAINERD_SOCK ]] && ctr -a "$CONTAINERD_SOCK" version >/dev/null 2>&1; then
   die "a containerd not started by node-up serves $CONTAINERD_SOCK: stop it (systemctl stop containerd) and run make node-up again"
 fi
-for port in $APISERVER_PORT 2379 2380 10250 10257 10259; do
+for port in $APISERVER_PORT 2379 2380 2381 10248 10249 10250 10256 10257 10259; do
   if ss -Htln "sport = :$port" 2>/dev/null | awk '{print $4}' | grep -qE "^(\*|0\.0\.0\.0|\[::\]|$NODE_IP):$port$"; then
     die "port $port is in use on all addresses or on $NODE_IP: stop what listens there (ss -tlnp 'sport = :$port') and run make node-up again"
   fi

@@ -42,21 +42,22 @@ var _ = Describe("examples/minimal-statefulset.yaml applied with kubectl", Order
 		pod := &corev1.Pod{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: "cache-0"}, pod)).To(Succeed())
 		out, err := execIn(ctx, c.ns, "cache-0", "valkey", `
-id -u; id -g
-grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t'
+cat /proc/1/comm
+grep -E '^(Uid|Gid|CapEff|NoNewPrivs|Seccomp):' /proc/1/status | tr -s '\t' ' '
 touch /written-to-root 2>/dev/null && echo root-writable || echo root-read-only
 stat -L -c '%a %u %g %n' /etc/valkey/auth/password /etc/valkey/auth/auth.conf /etc/valkey/valkey.conf
 REDISCLI_AUTH="$(cat /etc/valkey/auth/password)" valkey-cli -h 127.0.0.1 config get cluster-announce-ip | tail -n 1`)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(strings.Split(strings.TrimSpace(out), "\n")).To(Equal([]string{
-			"999", "999",
-			"CapEff:0000000000000000", "NoNewPrivs:1", "Seccomp:2",
+			"valkey-server",
+			"Uid: 999 999 999 999", "Gid: 999 999 999 999",
+			"CapEff: 0000000000000000", "NoNewPrivs: 1", "Seccomp: 2",
 			"root-read-only",
 			"440 0 999 /etc/valkey/auth/password",
 			"440 0 999 /etc/valkey/auth/auth.conf",
 			"444 0 999 /etc/valkey/valkey.conf",
 			pod.Status.PodIP,
-		}), "uid, gid, capabilities, no new privileges, RuntimeDefault seccomp, read-only root, Secret and ConfigMap modes (fsGroup 999), announced IP = pod IP %s", pod.Status.PodIP)
+		}), "valkey-server (PID 1): uid, gid, capabilities, no new privileges, RuntimeDefault seccomp; read-only root, Secret and ConfigMap modes (fsGroup 999), announced IP = pod IP %s", pod.Status.PodIP)
 
 		By("the kubelet's own probe counters: startup, liveness and readiness each run and succeeded")
 		for _, probe := range []string{"Startup", "Liveness", "Readiness"} {
