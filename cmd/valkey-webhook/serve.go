@@ -139,8 +139,9 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	if err := mgr.Add(warmInformers{cache: mgr.GetCache(), objects: []client.Object{&appsv1.StatefulSet{}, &corev1.Pod{}}}); err != nil {
 		return err
 	}
+	var draining atomic.Bool
 	for path, hook := range webhook.ServeHandlers(scheme, p, mgr.GetClient(), mgr.GetAPIReader()) {
-		mgr.GetWebhookServer().Register(path, hook)
+		mgr.GetWebhookServer().Register(path, closeWhileDraining(hook, &draining))
 	}
 	if certs != nil {
 		if err := mgr.Add(certs); err != nil {
@@ -173,7 +174,6 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		}
 	}
 
-	var draining atomic.Bool
 	started := mgr.GetWebhookServer().StartedChecker()
 	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
 		if draining.Load() {
@@ -253,3 +253,20 @@ func (w warmInformers) Start(ctx context.Context) error {
 
 // NeedLeaderElection is false: every replica serves the webhooks.
 func (warmInformers) NeedLeaderElection() bool { return false }
+
+// closeWhileDraining answers with Connection: close once serve drains (after
+// SIGTERM). The API server keeps its connections to a webhook pod open across
+// requests, and the pod leaving its Service moves none of them; a connection
+// still open when serve exits breaks the request written on it at that moment
+// (seen on the real node: "write: broken pipe", one request failed). Over HTTP/1.1
+// the header closes the connection after the answer; over HTTP/2 Go's server turns
+// it into a GOAWAY, after which the API server opens a new connection, to a pod
+// that stays. So during the drain delay every connection in use is moved off.
+func closeWhileDraining(h http.Handler, draining *atomic.Bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
