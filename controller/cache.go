@@ -15,30 +15,46 @@ import (
 )
 
 // CacheOptions restrict the manager's cache to what the controller manages: of the
-// companion kinds, and of Secrets above all, only the objects labeled managed-by
-// valkey-webhook are held in memory. StatefulSets are cached whole, so that removing
-// the label is seen. Pods are cached only when a StatefulSet made them.
+// companion kinds, only the objects labeled managed-by valkey-webhook are held in
+// memory. StatefulSets are cached whole, so that removing the label is seen. Pods
+// are cached only when a labeled StatefulSet made them: they carry its name
+// (defaults.StatefulSetNameLabel, injected into the pod template) and the pod-name
+// label of the StatefulSet controller. Secrets are never cached (ClientOptions).
 func CacheOptions(certManager bool) cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{defaults.ManagedByLabel: defaults.ManagedByValue})}
 	byObject := map[client.Object]cache.ByObject{
-		&corev1.Secret{}:                managed,
 		&corev1.ConfigMap{}:             managed,
 		&corev1.Service{}:               managed,
 		&policyv1.PodDisruptionBudget{}: managed,
 		&networkingv1.NetworkPolicy{}:   managed,
 	}
-	// The pods of StatefulSets, for the lifecycle controller, without their
-	// managed fields.
-	podOfStatefulSet, err := labels.NewRequirement(appsv1.StatefulSetPodNameLabel, selection.Exists, nil)
-	if err != nil {
-		panic(err) // a constant, valid requirement
-	}
 	byObject[&corev1.Pod{}] = cache.ByObject{
-		Label:     labels.NewSelector().Add(*podOfStatefulSet),
+		Label:     labeledStatefulSetPods(),
 		Transform: cache.TransformStripManagedFields(),
 	}
 	if certManager {
 		byObject[&cmapi.Certificate{}] = managed
 	}
 	return cache.Options{ByObject: byObject}
+}
+
+// ClientOptions make the manager's client read Secrets from the API server, one
+// get of a named Secret at a time: a cache would list and watch every Secret of
+// the cluster, and RBAC would have to allow it (ClusterRole grants get only).
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+// labeledStatefulSetPods selects the pods of StatefulSets that valkey-webhook
+// hardened.
+func labeledStatefulSetPods() labels.Selector {
+	selector := labels.NewSelector()
+	for _, key := range []string{defaults.StatefulSetNameLabel, appsv1.StatefulSetPodNameLabel} {
+		r, err := labels.NewRequirement(key, selection.Exists, nil)
+		if err != nil {
+			panic(err) // constant, valid label keys
+		}
+		selector = selector.Add(*r)
+	}
+	return selector
 }

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -115,12 +114,10 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			failed = append(failed, err)
 		}
 	}
-	if len(failed) == 0 {
-		if err := r.syncChecksums(ctx, sts, &p); err != nil {
-			failed = append(failed, err)
-		}
+	if len(failed) > 0 {
+		return reconcile.Result{}, errors.Join(failed...)
 	}
-	return reconcile.Result{}, errors.Join(failed...)
+	return r.syncChecksums(ctx, sts, &p)
 }
 
 // companion is one object the StatefulSet should have (want), or one kind of
@@ -172,9 +169,10 @@ func named[T client.Object](obj T, sts *appsv1.StatefulSet, name string) T {
 }
 
 // SetupWithManager registers the reconciler: it watches StatefulSets (changes of
-// spec, labels or annotations, not status) and the companion objects it owns, and
-// the labeled Secrets (the auth Secret, and the TLS Secret cert-manager writes from
-// the Certificate's secretTemplate).
+// spec, labels or annotations, not status) and the companion objects it owns. It
+// watches no Secret (RBAC lets it get named Secrets only): a Certificate's status
+// changes when cert-manager has written a renewed Secret, and a TLS Secret of the
+// user's own is read again every tlsSecretRecheck (syncChecksums).
 func (r *CompanionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("companions").
@@ -186,8 +184,7 @@ func (r *CompanionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Service{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(statefulSetOfLabel))
+		Owns(&networkingv1.NetworkPolicy{})
 	if r.CertManager {
 		b = b.Owns(&cmapi.Certificate{})
 	}
@@ -215,15 +212,6 @@ func managedOrJustUnlabeled() predicate.Predicate {
 // (own), which admission never touches either (defaults.UnmanagedNamespaces).
 func inManagedNamespace(own string) predicate.Predicate {
 	return predicate.NewPredicateFuncs(func(o client.Object) bool { return defaults.Managed(o.GetNamespace(), own) })
-}
-
-// statefulSetOfLabel maps a labeled companion Secret to its StatefulSet.
-func statefulSetOfLabel(_ context.Context, o client.Object) []reconcile.Request {
-	name := o.GetLabels()[defaults.StatefulSetNameLabel]
-	if name == "" || o.GetLabels()[defaults.ManagedByLabel] != defaults.ManagedByValue {
-		return nil
-	}
-	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
 }
 
 // failed records a failed step as an Event and returns the error for a retry.

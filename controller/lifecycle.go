@@ -8,7 +8,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -89,15 +88,10 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, nil // the companion controller reports them
 	}
 
-	selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	pods, nodes, waiting, err := podcluster.List(ctx, sts, &p, r.Client, r.APIReader)
 	if err != nil {
-		return reconcile.Result{}, nil // the API server does not store such a selector
-	}
-	pods := &corev1.PodList{}
-	if err := r.Client.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
 		return reconcile.Result{}, err
 	}
-	nodes, waiting := podcluster.Nodes(sts, &p, pods.Items, nil)
 	if waiting != "" {
 		logger.V(1).Info("waiting for the pods", "reason", waiting)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
@@ -139,7 +133,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{RequeueAfter: waitInterval}, nil
 		}
 		// Only placing replicas needs the zones: read the Kubernetes nodes then.
-		zones, err := podcluster.Zones(ctx, r.APIReader, pods.Items)
+		zones, err := podcluster.Zones(ctx, r.APIReader, pods)
 		if err != nil {
 			return reconcile.Result{}, err
 		}

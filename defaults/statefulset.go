@@ -93,6 +93,15 @@ func hardenPodTemplate(sts *appsv1.StatefulSet, p *config.Policy) {
 	spec := &tpl.Spec
 	selector := podSelector(sts)
 
+	// The pods carry their StatefulSet's name, so that serve caches only the pods
+	// of labeled StatefulSets (controller.CacheOptions).
+	if _, ok := tpl.Labels[StatefulSetNameLabel]; !ok {
+		if tpl.Labels == nil {
+			tpl.Labels = map[string]string{}
+		}
+		tpl.Labels[StatefulSetNameLabel] = sts.Name
+	}
+
 	if spec.AutomountServiceAccountToken == nil {
 		spec.AutomountServiceAccountToken = ptr.To(false)
 	}
@@ -131,7 +140,10 @@ func podSelector(sts *appsv1.StatefulSet) *metav1.LabelSelector {
 	if sts.Spec.Selector != nil && len(sts.Spec.Selector.MatchLabels) > 0 {
 		return &metav1.LabelSelector{MatchLabels: maps.Clone(sts.Spec.Selector.MatchLabels)}
 	}
-	return &metav1.LabelSelector{MatchLabels: maps.Clone(sts.Spec.Template.Labels)}
+	// Without the label valkey-webhook adds: pods made before it are selected too.
+	own := maps.Clone(sts.Spec.Template.Labels)
+	delete(own, StatefulSetNameLabel)
+	return &metav1.LabelSelector{MatchLabels: own}
 }
 
 func hardenPodSecurityContext(spec *corev1.PodSpec, p *config.Policy) {

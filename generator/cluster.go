@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -108,7 +109,7 @@ func MinimalCluster(o ClusterOptions, p config.Policy) (*appsv1.StatefulSet, err
 			Replicas: ptr.To(int32(replicas)),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name:  defaults.ValkeyContainer,
 					Image: image,

@@ -13,10 +13,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -347,14 +344,10 @@ func (g *scaleGuard) check(ctx context.Context, sts *appsv1.StatefulSet, p *conf
 		sd.TimedOut = ctx.Err() != nil
 		return sd
 	}
-	selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
-	if err != nil {
-		return unchecked("the StatefulSet's selector: %v", err)
-	}
-	nodes, waiting, err := g.nodes(ctx, sts, p, selector)
+	_, nodes, waiting, err := podcluster.List(ctx, sts, p, g.reader, g.apiReader)
 	switch {
 	case err != nil:
-		return unchecked("listing the pods: %v", err)
+		return unchecked("%v", err)
 	case waiting != "":
 		return unchecked("not every pod runs: %s", waiting)
 	}
@@ -372,30 +365,6 @@ func (g *scaleGuard) check(ctx context.Context, sts *appsv1.StatefulSet, p *conf
 	sd.Report = report
 	sd.TimedOut = ctx.Err() != nil
 	return sd
-}
-
-// nodes lists the Valkey nodes of the pods below the StatefulSet's replicas from
-// the cache, and from the API server when the cache cannot show them all running
-// (a replica of serve that just started, a pod that just changed).
-func (g *scaleGuard) nodes(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy, selector labels.Selector) ([]cluster.Node, string, error) {
-	var (
-		waiting string
-		err     error
-	)
-	for _, r := range []client.Reader{g.reader, g.apiReader} {
-		pods := &corev1.PodList{}
-		if err = r.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			continue
-		}
-		var nodes []cluster.Node
-		if nodes, waiting = podcluster.Nodes(sts, p, pods.Items, nil); waiting == "" {
-			return nodes, "", nil
-		}
-	}
-	if waiting != "" {
-		return nil, waiting, nil
-	}
-	return nil, "", err
 }
 
 // verdictResponse turns a verdict into the webhook's answer: a denial is the 422

@@ -130,6 +130,7 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		LeaderElectionID:        "valkey-webhook.valkey-webhook.io",
 		LeaderElectionNamespace: s.leaderNS,
 		Cache:                   controller.CacheOptions(certManager),
+		Client:                  controller.ClientOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)

@@ -78,6 +78,34 @@ func Nodes(sts *appsv1.StatefulSet, p *config.Policy, pods []corev1.Pod, zones m
 	return nodes, ""
 }
 
+// List lists the pods of a StatefulSet and their Valkey nodes (Nodes, without
+// zones) from the first of readers that shows them all running: serve's cache
+// first, then the API server, for pods the cache does not hold yet (a replica of
+// serve that just started, a pod that just changed, or a pod made from a template
+// of an earlier release, without the label the cache selects on). When none shows
+// them all, it returns the last reader's reason to wait, or its error.
+func List(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy, readers ...client.Reader) ([]corev1.Pod, []cluster.Node, string, error) {
+	selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("the StatefulSet's selector: %w", err)
+	}
+	var waiting string
+	for _, r := range readers {
+		pods := &corev1.PodList{}
+		if err = r.List(ctx, pods, client.InNamespace(sts.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			continue
+		}
+		var nodes []cluster.Node
+		if nodes, waiting = Nodes(sts, p, pods.Items, nil); waiting == "" {
+			return pods.Items, nodes, "", nil
+		}
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("listing the pods: %w", err)
+	}
+	return nil, nil, waiting, nil
+}
+
 func orPending(phase corev1.PodPhase) string {
 	if phase == "" {
 		return string(corev1.PodPending)

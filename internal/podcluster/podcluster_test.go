@@ -1,6 +1,8 @@
 package podcluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -10,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -119,5 +122,95 @@ func TestOrdinal(t *testing.T) {
 		if got != want {
 			t.Errorf("Ordinal(cache, %s) = %d, want %d", pod, got, want)
 		}
+	}
+}
+
+// podReader is a client.Reader that lists the given pods (or fails) and counts
+// the calls; List's choice between readers is what the test looks at.
+type podReader struct {
+	pods  []corev1.Pod
+	err   error
+	calls int
+}
+
+func (r *podReader) Get(context.Context, client.ObjectKey, client.Object, ...client.GetOption) error {
+	return errors.New("not used")
+}
+
+func (r *podReader) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	r.calls++
+	if r.err != nil {
+		return r.err
+	}
+	list.(*corev1.PodList).Items = append([]corev1.Pod(nil), r.pods...)
+	return nil
+}
+
+func TestList(t *testing.T) {
+	sts := lifecycleSts(2)
+	sts.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}
+	p := config.Default()
+	both := []corev1.Pod{runningPod(sts, 0, "10.0.0.10", "n1"), runningPod(sts, 1, "10.0.0.11", "n1")}
+	wantNodes := []cluster.Node{{Address: "10.0.0.10:6379", Host: "n1"}, {Address: "10.0.0.11:6379", Host: "n1"}}
+
+	tests := []struct {
+		name       string
+		cache, api *podReader
+		wantPods   int
+		wantNodes  []cluster.Node
+		waiting    string
+		err        string
+		apiCalls   int
+	}{{
+		name:      "the cache shows every pod: the API server is not asked",
+		cache:     &podReader{pods: both},
+		api:       &podReader{err: errors.New("must not be called")},
+		wantPods:  2,
+		wantNodes: wantNodes,
+	}, {
+		name:      "pods of an earlier release's template, not in the cache: read from the API server",
+		cache:     &podReader{pods: both[:1]},
+		api:       &podReader{pods: both},
+		wantPods:  2,
+		wantNodes: wantNodes,
+		apiCalls:  1,
+	}, {
+		name:     "the cache fails: the API server answers",
+		cache:    &podReader{err: errors.New("cache not synced")},
+		api:      &podReader{pods: both},
+		wantPods: 2, wantNodes: wantNodes,
+		apiCalls: 1,
+	}, {
+		name:     "neither shows every pod: the API server's reason to wait",
+		cache:    &podReader{},
+		api:      &podReader{pods: both[1:]},
+		waiting:  "cache-0 does not exist",
+		apiCalls: 1,
+	}, {
+		name:     "the API server fails: its error",
+		cache:    &podReader{},
+		api:      &podReader{err: errors.New("forbidden")},
+		err:      "listing the pods: forbidden",
+		apiCalls: 1,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pods, nodes, waiting, err := List(context.Background(), sts, &p, tt.cache, tt.api)
+			if got := fmt.Sprint(err); (tt.err == "" && err != nil) || (tt.err != "" && got != tt.err) {
+				t.Fatalf("error %v, want %q", err, tt.err)
+			}
+			if waiting != tt.waiting {
+				t.Errorf("waiting %q, want %q", waiting, tt.waiting)
+			}
+			if len(pods) != tt.wantPods {
+				t.Errorf("%d pods, want %d", len(pods), tt.wantPods)
+			}
+			if diff := cmp.Diff(tt.wantNodes, nodes); diff != "" {
+				t.Errorf("nodes (-want +got):\n%s", diff)
+			}
+			if tt.api.calls != tt.apiCalls {
+				t.Errorf("API server asked %d times, want %d", tt.api.calls, tt.apiCalls)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -239,6 +240,17 @@ var _ = Describe("Companion objects", func() {
 			"roll", "roll.team-a", "roll.team-a.svc", "roll.team-a.svc.cluster.local"))
 		Expect(cert.Spec.Usages).To(ContainElements(cmapi.UsageServerAuth, cmapi.UsageClientAuth))
 
+		// What cert-manager does on each issuance: write the Secret, then record
+		// the new revision in the Certificate's status. valkey-webhook watches no
+		// Secret; the status change is what makes it read the Secret again.
+		issued := func(revision int) {
+			GinkgoHelper()
+			Expect(k8s.Get(ctx, key("roll-tls"), cert)).To(Succeed())
+			cert.Status.Revision = ptr.To(revision)
+			cert.Status.Conditions = []cmapi.CertificateCondition{{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue, Reason: "Ready"}}
+			Expect(k8s.Status().Update(ctx, cert)).To(Succeed())
+		}
+
 		By("cert-manager writing the Secret: its content becomes the tls-checksum")
 		tls := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "roll-tls", Namespace: ns, Labels: cert.Spec.SecretTemplate.Labels},
@@ -246,6 +258,7 @@ var _ = Describe("Companion objects", func() {
 			Data:       map[string][]byte{"tls.crt": []byte("cert-1"), "tls.key": []byte("key-1"), "ca.crt": []byte("ca")},
 		}
 		Expect(k8s.Create(ctx, tls)).To(Succeed())
+		issued(1)
 		tlsChecksum := func() (string, error) {
 			sts := &appsv1.StatefulSet{}
 			err := k8s.Get(ctx, key("roll"), sts)
@@ -256,6 +269,7 @@ var _ = Describe("Companion objects", func() {
 		By("a renewed certificate")
 		tls.Data["tls.crt"], tls.Data["tls.key"] = []byte("cert-2"), []byte("key-2")
 		Expect(k8s.Update(ctx, tls)).To(Succeed())
+		issued(2)
 		Eventually(tlsChecksum).WithTimeout(timeout).WithPolling(poll).Should(Equal(defaults.SecretChecksum(tls.Data)))
 
 		By("a valkey.conf change, through an override")

@@ -111,6 +111,7 @@ var _ = Describe("the in-cluster webhook", func() {
 
 		Eventually(sent.Load).WithContext(ctx).WithTimeout(time.Minute).Should(BeNumerically(">=", 20), "requests answered before the roll")
 		before := webhookPodNames(ctx)
+		keepWebhookLogs(ctx) // the pods about to go: their logs go with them
 		mustRun(ctx, "", "-n", webhookNS, "rollout", "restart", "deployment/valkey-webhook")
 		mustRun(ctx, "", "-n", webhookNS, "rollout", "status", "deployment/valkey-webhook", "--timeout=5m")
 		Eventually(func(g Gomega) {

@@ -4,6 +4,8 @@ package realnode
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -62,3 +64,33 @@ func minimalExample(ns string) string {
 	Expect(err).NotTo(HaveOccurred())
 	return s
 }
+
+// webhookLogs holds the logs of valkey-webhook's pods replaced during the run
+// (keepWebhookLogs), for the check after the suite.
+var webhookLogs strings.Builder
+
+// keepWebhookLogs keeps the whole logs of the webhook's pods running now.
+func keepWebhookLogs(ctx context.Context) {
+	GinkgoHelper()
+	webhookLogs.WriteString(mustRun(ctx, "", "-n", webhookNS, "logs", "-l", "app.kubernetes.io/name=valkey-webhook",
+		"--all-containers", "--prefix", "--tail=-1", "--max-log-requests=10"))
+}
+
+// After every spec (init, heal, join, forget, the scale guard, companions, the
+// webhook's own roll), valkey-webhook ran with exactly the roles `generate
+// install` gives it: no request was forbidden, in the logs of any of its pods.
+var _ = AfterSuite(func(ctx SpecContext) {
+	if node == nil {
+		return
+	}
+	keepWebhookLogs(ctx)
+	var forbidden []string
+	for line := range strings.Lines(webhookLogs.String()) {
+		// The API server's RBAC refusal: `pods is forbidden: User "system:..." cannot ...`
+		if strings.Contains(line, "is forbidden: User") {
+			forbidden = append(forbidden, line)
+		}
+	}
+	Expect(forbidden).To(BeEmpty(), "valkey-webhook was refused by RBAC; its ClusterRole (controller/rbac.go) lacks a permission")
+	AddReportEntry("valkey-webhook's logs", fmt.Sprintf("%d lines, none forbidden", strings.Count(webhookLogs.String(), "\n")))
+})
