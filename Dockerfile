@@ -1,5 +1,6 @@
-# Build: a static binary, no cgo.
-FROM golang:1.26-bookworm AS build
+# Build: a static binary, no cgo, with the Go of the Makefile's GOTOOLCHAIN (a test
+# checks they match).
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

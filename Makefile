@@ -5,6 +5,13 @@
 # (hack/envtest-assets.sh, hack/node/build.sh), runs every unit, golden, fuzz-seed
 # and envtest suite, then the real-node suite (test/realnode: root and Linux).
 
+# The Go toolchain of every build and test: go1.27.3, which the machine's Go
+# fetches from the module proxy the first time. The machine's go1.26.8 has
+# standard-library vulnerabilities reachable from serve (docs/reliability.md,
+# section 8). go.mod's go line stays at 1.26.0, which never makes the go command
+# switch by itself, so every shell and script that runs go sets GOTOOLCHAIN.
+export GOTOOLCHAIN := go1.27.3
+
 GO        ?= go
 BIN       ?= bin
 # FUZZTIME is the time of the whole `make fuzz`, shared evenly by FUZZTARGETS

@@ -10,7 +10,11 @@
 #
 # Environment:
 #   VALKEY_WEBHOOK_CACHE  cache root (default: $XDG_CACHE_HOME or ~/.cache, then /valkey-webhook)
+#   GOTOOLCHAIN           the Go toolchain (default go1.27.3, as the Makefile sets it)
 set -euo pipefail
+
+: "${GOTOOLCHAIN:=go1.27.3}"
+export GOTOOLCHAIN
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kube_version=1.37.2

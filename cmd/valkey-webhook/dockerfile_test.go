@@ -5,9 +5,69 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// TestDockerfileGoIsTheToolchain checks that the image is built with the Go that
+// every other build uses: the build stage's golang image is the version of the
+// Makefile's GOTOOLCHAIN, and each script that sets GOTOOLCHAIN itself (to run go
+// without make) and the README's set-up name the same one.
+func TestDockerfileGoIsTheToolchain(t *testing.T) {
+	root := filepath.Join("..", "..")
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	m := regexp.MustCompile(`(?m)^export GOTOOLCHAIN := go(\S+)$`).FindStringSubmatch(read("Makefile"))
+	if m == nil {
+		t.Fatal("the Makefile must pin the toolchain: export GOTOOLCHAIN := goX.Y.Z")
+	}
+	want := m[1]
+	from := regexp.MustCompile(`(?m)^FROM golang:(\S+)-bookworm AS build$`).FindStringSubmatch(read("Dockerfile"))
+	if from == nil {
+		t.Fatal("the Dockerfile's build stage must be FROM golang:X.Y.Z-bookworm AS build")
+	}
+	if from[1] != want {
+		t.Errorf("Dockerfile builds with golang:%s-bookworm, the Makefile with GOTOOLCHAIN go%s", from[1], want)
+	}
+
+	scripts, err := filepath.Glob(filepath.Join(root, "hack", "*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := filepath.Glob(filepath.Join(root, "hack", "node", "*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{".ci/run", "README.md"}
+	for _, s := range append(scripts, node...) {
+		rel, err := filepath.Rel(root, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, filepath.ToSlash(rel))
+	}
+	set := regexp.MustCompile(`GOTOOLCHAIN:?=go([0-9]+(?:\.[0-9]+)*)`)
+	pinned := 0
+	for _, name := range names {
+		for _, got := range set.FindAllStringSubmatch(read(name), -1) {
+			pinned++
+			if got[1] != want {
+				t.Errorf("%s sets GOTOOLCHAIN to go%s, the Makefile to go%s", name, got[1], want)
+			}
+		}
+	}
+	// .ci/run, the README and hack/envtest-assets.sh at least.
+	if pinned < 3 {
+		t.Errorf("found %d places that set GOTOOLCHAIN outside the Makefile; expected .ci/run, the README and the scripts", pinned)
+	}
+}
 
 // TestDockerfileCopiesEveryPackage checks that the image build context keeps
 // every package of the module the binary imports: no package directory, and no

@@ -16,7 +16,10 @@
 #   VALKEY_WEBHOOK_CACHE      where the binaries are built (hack/node/build.sh)
 #   VALKEY_WEBHOOK_NODE_ROOT  the node's files (default /var/lib/valkey-webhook-node)
 #   NODE_READY_TIMEOUT        seconds for each wait (default 120)
+#   GOTOOLCHAIN               the Go toolchain (default go1.27.3, as the Makefile sets it)
 set -Eeuo pipefail
+: "${GOTOOLCHAIN:=go1.27.3}"
+export GOTOOLCHAIN
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
