@@ -3,7 +3,7 @@ package config
 // Default returns the built-in policy: the seed chart's production values.
 func Default() Policy {
 	return Policy{
-		Image: ImagePolicy{Valkey: "docker.io/valkey/valkey:8.0.1"},
+		Image: ImagePolicy{Valkey: "docker.io/valkey/valkey:8.0.7"},
 		Cluster: ClusterPolicy{
 			MinMasters:            3,
 			ReplicasPerMaster:     1,

@@ -21,12 +21,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 		c.Args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
 	}
 	if !hasEnv(c, PodIPEnv) {
-		c.Env = append(c.Env, corev1.EnvVar{
-			Name: PodIPEnv,
-			ValueFrom: &corev1.EnvVarSource{
-				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"},
-			},
-		})
+		c.Env = append(c.Env, fieldEnv(PodIPEnv, "status.podIP"))
 	}
 	addPort(c, ClientPortName, p.Valkey.Port)
 	addPort(c, BusPortName, p.Valkey.Port+BusPortOffset)
@@ -104,21 +99,32 @@ func cliCommand(p *config.Policy) string {
 	return b.String()
 }
 
-// metricsContainer is the exporter sidecar. It reaches Valkey over the pod's
-// loopback interface, which never leaves the pod, so it does not verify the server
-// certificate's host name: any serving certificate works.
+// metricsContainer is the exporter sidecar. It reaches Valkey inside the pod and,
+// with TLS, verifies the server's certificate against the CA and the host of its
+// address (the exporter has no separate server name): 127.0.0.1, which the
+// companion Certificate of tls.issuer names, or else the pod's own DNS name, which
+// a certificate of tls.secretName must name already (the lifecycle controller
+// verifies it too). That name resolves to the pod's IP, and the connection stays
+// in the pod.
 func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Container {
-	scheme := "redis"
-	if p.TLSEnabled() {
-		scheme = "rediss"
+	env := []corev1.EnvVar{{Name: "REDIS_ADDR", Value: fmt.Sprintf("redis://127.0.0.1:%d", p.Valkey.Port)}}
+	switch {
+	case p.TLS.Issuer != "":
+		env[0].Value = fmt.Sprintf("rediss://127.0.0.1:%d", p.Valkey.Port)
+	case p.TLSEnabled():
+		// Kubernetes expands $(VAR) from the variables defined before it.
+		env = []corev1.EnvVar{
+			fieldEnv("POD_NAME", "metadata.name"),
+			fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+			{Name: "REDIS_ADDR", Value: fmt.Sprintf("rediss://$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s:%d", GoverningServiceName(sts), p.TLS.ClusterDomain, p.Valkey.Port)},
+		}
 	}
 	c := corev1.Container{
 		Name:  MetricsContainer,
 		Image: p.Metrics.Image,
-		Env: []corev1.EnvVar{
-			{Name: "REDIS_ADDR", Value: fmt.Sprintf("%s://127.0.0.1:%d", scheme, p.Valkey.Port)},
-			{Name: "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", Value: fmt.Sprintf(":%d", p.Metrics.Port)},
-		},
+		Env: append(env,
+			corev1.EnvVar{Name: "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", Value: fmt.Sprintf(":%d", p.Metrics.Port)},
+		),
 		Ports: []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: int32(p.Metrics.Port), Protocol: corev1.ProtocolTCP}},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
@@ -140,7 +146,6 @@ func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Containe
 	if p.TLSEnabled() {
 		c.Env = append(c.Env,
 			corev1.EnvVar{Name: "REDIS_EXPORTER_TLS_CA_CERT_FILE", Value: TLSDir + "/ca.crt"},
-			corev1.EnvVar{Name: "REDIS_EXPORTER_SKIP_TLS_VERIFICATION", Value: "true"},
 		)
 		if p.TLS.AuthClients {
 			c.Env = append(c.Env,
@@ -210,4 +215,10 @@ func addMount(c *corev1.Container, m corev1.VolumeMount) {
 		}
 	}
 	c.VolumeMounts = append(c.VolumeMounts, m)
+}
+
+// fieldEnv is a variable of the downward API: a field of the pod (apiVersion v1,
+// as the API server stores it).
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 }

@@ -408,7 +408,7 @@ var safeAnnotations = map[string][]string{
 	"metrics.enabled":                             {"true", "false"},
 	"metrics.port":                                {"9200"},
 	"metrics.image":                               {"docker.io/oliver006/redis_exporter:v1.67.0"},
-	"image.valkey":                                {"registry.example.com/valkey/valkey:8.0.1"},
+	"image.valkey":                                {"registry.example.com/valkey/valkey:8.0.7"},
 }
 
 func (b *builder) edit() {
@@ -425,7 +425,7 @@ func (b *builder) edit() {
 		}
 	case 1: // a container
 		name := b.str(defaults.ValkeyContainer, defaults.MetricsContainer, "sidecar")
-		image := b.str("docker.io/valkey/valkey:8.0.1", "registry.example.com/valkey/valkey-cluster:8.0", "busybox:1.36")
+		image := b.str("docker.io/valkey/valkey:8.0.7", "registry.example.com/valkey/valkey-cluster:8.0", "busybox:1.36")
 		if !b.safe && c.bool() {
 			image = c.pick("valkey/valkey", "valkey:latest", "", "valkey@sha256:0123")
 		}

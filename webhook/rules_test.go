@@ -42,7 +42,7 @@ func makeSTS(name string) *stsWrapper {
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name:  defaults.ValkeyContainer,
-						Image: "docker.io/valkey/valkey:8.0.1",
+						Image: "docker.io/valkey/valkey:8.0.7",
 						Resources: corev1.ResourceRequirements{
 							Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 						},

@@ -216,7 +216,7 @@ func expectedDenial(t *testing.T, file string) string {
 }
 
 func TestValidateWarns(t *testing.T) {
-	input := strings.Replace(mustRead(t, minimalExample), "valkey:8.0.1", "valkey:latest", 1)
+	input := strings.Replace(mustRead(t, minimalExample), "valkey:8.0.7", "valkey:latest", 1)
 	r := runCLI(t, input, "validate", "-f", "-")
 	if r.code != 0 || !strings.Contains(r.stdout, "warning: spec.template.spec.containers[0].image: ") {
 		t.Errorf("exit %d, want 0 and an image warning:\n%s", r.code, r.stdout)

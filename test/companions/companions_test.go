@@ -47,7 +47,7 @@ func labeled(name string, annotations map[string]string) *appsv1.StatefulSet {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name:  "valkey",
-					Image: "docker.io/valkey/valkey:8.0.1",
+					Image: "docker.io/valkey/valkey:8.0.7",
 					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{
 						corev1.ResourceMemory: resource.MustParse("1Gi"),
 					}},

@@ -125,10 +125,10 @@ func (n *Node) MinimalExample(ns string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := strings.Replace(string(b), "image: docker.io/valkey/valkey:8.0.1", "image: "+n.Images["valkey"], 1)
+	s := strings.Replace(string(b), "image: docker.io/valkey/valkey:8.0.7", "image: "+n.Images["valkey"], 1)
 	s = strings.Replace(s, "namespace: team-a", "namespace: "+ns, 1)
 	if !strings.Contains(s, n.Images["valkey"]) {
-		return "", errors.New("examples/minimal-statefulset.yaml: no image docker.io/valkey/valkey:8.0.1 to replace")
+		return "", errors.New("examples/minimal-statefulset.yaml: no image docker.io/valkey/valkey:8.0.7 to replace")
 	}
 	return s, nil
 }

@@ -59,7 +59,7 @@ var _ = Describe("Without cert-manager", func() {
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{{
-						Name: "valkey", Image: "docker.io/valkey/valkey:8.0.1",
+						Name: "valkey", Image: "docker.io/valkey/valkey:8.0.7",
 						Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
 					}}},
 				},

@@ -55,6 +55,16 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		mustRun(ctx, "", "-n", c.ns, "rollout", "status", "statefulset/"+c.name, "--timeout=5m")
 		c.expectHealthy(ctx)
 
+		By("the exporter stand-in verifies the server's certificate for the pod's own DNS name")
+		pod0 := &corev1.Pod{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: "cache-0"}, pod0)).To(Succeed())
+		metrics := containerByName(pod0.Spec.Containers, defaults.MetricsContainer)
+		Expect(metrics).NotTo(BeNil())
+		Expect(metrics.Env).NotTo(ContainElement(HaveField("Name", "REDIS_EXPORTER_SKIP_TLS_VERIFICATION")))
+		Eventually(func() (string, error) {
+			return execIn(ctx, c.ns, "cache-0", "valkey", "wget -qO- http://127.0.0.1:9121/metrics")
+		}).WithContext(ctx).WithTimeout(settle).Should(ContainSubstring("redis_up 1"))
+
 		By("a valkey-go cluster client in a pod: names through CoreDNS, each redirect's certificate verified for the pod's name")
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "tls-client"},
@@ -91,3 +101,12 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		Expect(verified).To(BeNumerically(">=", 3), "the client verified the certificate of every master it was redirected to, by its pod name")
 	})
 })
+
+func containerByName(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
+}

@@ -163,7 +163,11 @@ func Start(opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-// minimalStatefulSet is examples/minimal-statefulset.yaml.
+// debianValkeyImage names what this harness really runs: Debian's valkey-server
+// 8.0.1 of this machine (named as on the real node), not the example's image.
+const debianValkeyImage = "localhost/valkey-webhook-node/valkey-debian:8.0.1"
+
+// minimalStatefulSet is examples/minimal-statefulset.yaml, with debianValkeyImage.
 func minimalStatefulSet() *appsv1.StatefulSet {
 	replicas := int32(6)
 	labels := map[string]string{"app": "cache"}
@@ -177,7 +181,7 @@ func minimalStatefulSet() *appsv1.StatefulSet {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name:  defaults.ValkeyContainer,
-					Image: "docker.io/valkey/valkey:8.0.1",
+					Image: debianValkeyImage,
 					Resources: corev1.ResourceRequirements{
 						Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 					},
