@@ -21,17 +21,17 @@ FUZZMINIMIZETIME ?= 100x
 FUZZTARGETS ?= ./webhook:FuzzAdmissionHandler ./webhook:FuzzHarden ./config:FuzzParse ./config:FuzzEffective
 GOTESTFLAGS ?= -race -count=1
 
-.PHONY: all build test unit verify envtest-assets golden fuzz demo clean node-up node-down
+.PHONY: all build test unit verify vulncheck envtest-assets golden fuzz demo clean node-up node-down
 
 all: verify build test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/valkey-webhook ./cmd/valkey-webhook
 
-## test: verify, then every test: unit, envtest, real Valkey, then the real node.
-## The real-node suite runs alone, after the others (its pods share the 2 cores),
-## without -race: what it tests runs in the pods, built without it.
-test: verify
+## test: verify and vulncheck, then every test: unit, envtest, real Valkey, then the
+## real node. The real-node suite runs alone, after the others (its pods share the 2
+## cores), without -race: what it tests runs in the pods, built without it.
+test: verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test $(GOTESTFLAGS) ./...
 	@hack/node/build.sh > /dev/null
 	$(GO) test -tags realnode -count=1 -timeout 40m ./test/realnode
@@ -53,6 +53,12 @@ verify:
 	$(GO) vet ./...
 	$(GO) vet -tags realnode ./test/realnode
 	$(GO) mod tidy -diff
+
+## vulncheck: govulncheck on the module, offline, against a database built once from
+## golang.org/x/vulndb (hack/vulncheck.sh); fails on a vulnerability reachable from
+## the code, not on one only imported.
+vulncheck:
+	@hack/vulncheck.sh
 
 ## demo: the real node (make node-up), valkey-webhook installed in-cluster, the minimal
 ## example formed into a cluster, a key read back, an unsafe spec denied; stays up
