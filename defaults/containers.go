@@ -45,6 +45,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	}
 	addMount(c, corev1.VolumeMount{Name: ConfigVolume, MountPath: ConfigFile, SubPath: ConfigKey, ReadOnly: true})
 	addMount(c, corev1.VolumeMount{Name: TmpVolume, MountPath: TmpDir})
+	addResourceDefaults(c, valkeyCPURequest, valkeyEphemeral)
 	if p.TLSEnabled() {
 		addMount(c, corev1.VolumeMount{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true})
 	}
@@ -128,10 +129,16 @@ func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Containe
 		Ports: []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: int32(p.Metrics.Port), Protocol: corev1.ProtocolTCP}},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("10m"),
-				corev1.ResourceMemory: resource.MustParse("32Mi"),
+				corev1.ResourceCPU:              resource.MustParse("10m"),
+				corev1.ResourceMemory:           resource.MustParse("32Mi"),
+				corev1.ResourceEphemeralStorage: resource.MustParse(metricsEphemeral.request),
 			},
-			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+			// A CPU limit bounds a runaway exporter; it serves no client.
+			Limits: corev1.ResourceList{
+				corev1.ResourceCPU:              resource.MustParse("100m"),
+				corev1.ResourceMemory:           resource.MustParse("64Mi"),
+				corev1.ResourceEphemeralStorage: resource.MustParse(metricsEphemeral.limit),
+			},
 		},
 	}
 	if p.Auth.Enabled {
@@ -173,7 +180,7 @@ func addVolumes(sts *appsv1.StatefulSet, p *config.Policy) {
 			DefaultMode:          ptr.To(int32(0o444)),
 		},
 	}})
-	add(corev1.Volume{Name: TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	add(corev1.Volume{Name: TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse(TmpSizeLimit))}}})
 	if p.TLSEnabled() {
 		add(corev1.Volume{Name: TLSVolume, VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(sts, p), DefaultMode: ptr.To(int32(0o440))},
@@ -221,4 +228,50 @@ func addMount(c *corev1.Container, m corev1.VolumeMount) {
 // as the API server stores it).
 func fieldEnv(name, path string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
+}
+
+// Resources a hardened pod gets when its template says nothing of them. A CPU
+// request lets the scheduler place Valkey's main thread; there is no CPU limit,
+// whose throttling would stall every client of the node (docs/design.md). The
+// ephemeral storage bounds are the containers' logs (the kubelet keeps up to 50
+// MiB of a container's logs by default) and the /tmp emptyDir, whose size limit
+// is TmpSizeLimit.
+const (
+	valkeyCPURequest = "100m"
+	// TmpSizeLimit bounds the /tmp emptyDir (nothing of Valkey's data is there).
+	TmpSizeLimit = "64Mi"
+)
+
+type ephemeralStorage struct{ request, limit string }
+
+var (
+	valkeyEphemeral  = ephemeralStorage{request: "128Mi", limit: "1Gi"}
+	metricsEphemeral = ephemeralStorage{request: "16Mi", limit: "128Mi"}
+)
+
+// addResourceDefaults fills a CPU request and ephemeral-storage bounds the user's
+// container does not set; a limit alone counts as set (Kubernetes then requests
+// the limit), so no default can exceed a limit the user chose.
+func addResourceDefaults(c *corev1.Container, cpuRequest string, eph ephemeralStorage) {
+	set := func(name corev1.ResourceName) bool {
+		_, req := c.Resources.Requests[name]
+		_, lim := c.Resources.Limits[name]
+		return req || lim
+	}
+	if !set(corev1.ResourceCPU) {
+		if c.Resources.Requests == nil {
+			c.Resources.Requests = corev1.ResourceList{}
+		}
+		c.Resources.Requests[corev1.ResourceCPU] = resource.MustParse(cpuRequest)
+	}
+	if !set(corev1.ResourceEphemeralStorage) {
+		if c.Resources.Requests == nil {
+			c.Resources.Requests = corev1.ResourceList{}
+		}
+		if c.Resources.Limits == nil {
+			c.Resources.Limits = corev1.ResourceList{}
+		}
+		c.Resources.Requests[corev1.ResourceEphemeralStorage] = resource.MustParse(eph.request)
+		c.Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse(eph.limit)
+	}
 }

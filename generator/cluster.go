@@ -186,6 +186,9 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 		return nil, nil, err
 	}
 	objects = append(objects, job)
+	if np != nil {
+		objects = append(objects, initJobNetworkPolicy(job))
+	}
 	header = append(header, fmt.Sprintf("The Job %s forms the cluster once every pod answers (valkey-webhook cluster init), retrying for up to %d minutes; on a formed cluster it changes nothing.", job.Name, int(initActiveDeadline.Minutes())))
 	if namespaces != nil {
 		header = append(header, fmt.Sprintf("The NetworkPolicy %s admits it only from namespaces matching %q: the namespace it runs in must match.", np.Name, metav1.FormatLabelSelector(namespaces)))

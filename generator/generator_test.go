@@ -193,7 +193,9 @@ func hardenedJob(t *testing.T, o ClusterOptions, p config.Policy) (*batchv1.Job,
 		case *batchv1.Job:
 			job = obj
 		case *networkingv1.NetworkPolicy:
-			np = obj
+			if obj.Name == o.Name { // the cluster's, not the Job's own
+				np = obj
+			}
 		case *appsv1.StatefulSet:
 			sts = obj
 		}
@@ -356,7 +358,7 @@ func TestInitJobRestricted(t *testing.T) {
 // TestInitJobAdmittedByNetworkPolicy: whatever pods the policy lets reach the
 // client port, the Job's pod is one of them, and not one of the cluster's own.
 func TestInitJobAdmittedByNetworkPolicy(t *testing.T) {
-	companion := map[string]string{"app.kubernetes.io/managed-by": "valkey-webhook", "valkey-webhook.io/statefulset": "c"}
+	companion := map[string]string{"app.kubernetes.io/managed-by": "valkey-webhook", "valkey-webhook.io/statefulset": "c", "batch.kubernetes.io/job-name": "c-init"}
 	with := func(extra map[string]string) map[string]string {
 		out := maps.Clone(companion)
 		maps.Copy(out, extra)
@@ -372,7 +374,7 @@ func TestInitJobAdmittedByNetworkPolicy(t *testing.T) {
 		{clientPods: "tier in (web,batch),!legacy", want: with(map[string]string{"tier": "batch"})},
 		{clientPods: "valkey-client", want: with(map[string]string{"valkey-client": "cluster-init"})},
 		{clientPods: "valkey-client,valkey-client notin (cluster-init)", want: with(map[string]string{"valkey-client": "cluster-init-2"})},
-		{clientPods: "app.kubernetes.io/managed-by notin (valkey-webhook)", want: map[string]string{"valkey-webhook.io/statefulset": "c"}},
+		{clientPods: "app.kubernetes.io/managed-by notin (valkey-webhook)", want: map[string]string{"valkey-webhook.io/statefulset": "c", "batch.kubernetes.io/job-name": "c-init"}},
 		{clientPods: "valkey-webhook.io/statefulset=other", want: with(map[string]string{"valkey-webhook.io/statefulset": "other"})},
 		{clientPods: "role=api", clientNamespaces: "team=platform", want: with(map[string]string{"role": "api"}), wantHeader: `admits it only from namespaces matching "team=platform"`},
 	}

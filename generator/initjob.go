@@ -69,7 +69,10 @@ func initJobName(sts *appsv1.StatefulSet) string { return sts.Name + "-init" }
 // it reach the client port. namespaces is the namespace selector np puts on that
 // admission, nil when it admits the pod from the cluster's own namespace.
 func initJob(sts *appsv1.StatefulSet, p *config.Policy, np *networkingv1.NetworkPolicy, image string) (job *batchv1.Job, namespaces *metav1.LabelSelector, err error) {
-	podLabels, namespaces, ok := admittedLabels(sts, np, p.Valkey.Port, defaults.CompanionLabels(sts))
+	// job-name is the label the Job controller puts on the pod anyway; written in
+	// the template too, it counts in choosing labels np admits, and a reader of the
+	// file sees which policy selects the pod (initJobNetworkPolicy).
+	podLabels, namespaces, ok := admittedLabels(sts, np, p.Valkey.Port, withJobName(defaults.CompanionLabels(sts), initJobName(sts)))
 	if !ok {
 		return nil, nil, FlagErrors{{Flag: "init-job", Value: "true", Reason: fmt.Sprintf(
 			"the NetworkPolicy %s admits no pod but the cluster's own to port %d (networkPolicy.clientPodSelector %q), so the Job could not reach the nodes: "+
@@ -161,8 +164,9 @@ func initJob(sts *appsv1.StatefulSet, p *config.Policy, np *networkingv1.Network
 						Args:  args,
 						Env:   env,
 						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+							// Its only writes are its logs.
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceEphemeralStorage: resource.MustParse("16Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("128Mi"), corev1.ResourceEphemeralStorage: resource.MustParse("64Mi")},
 						},
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
@@ -337,4 +341,25 @@ func matchingLabels(base map[string]string, sel *metav1.LabelSelector) (map[stri
 		return nil, false
 	}
 	return out, true
+}
+
+// withJobName is labels and the Job controller's job-name label.
+func withJobName(labels map[string]string, job string) map[string]string {
+	out := maps.Clone(labels)
+	out[batchv1.JobNameLabel] = job
+	return out
+}
+
+// initJobNetworkPolicy admits nothing to the Job's pod, which serves nothing: it
+// selects the pod by its job-name label, which no other pod carries, and leaves
+// its egress (DNS and the Valkey nodes) alone.
+func initJobNetworkPolicy(job *batchv1.Job) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: job.Name, Namespace: job.Namespace, Labels: job.Labels},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{batchv1.JobNameLabel: job.Name}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+	}
 }
