@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -26,10 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/controller"
+	"github.com/valkey-webhook/valkey-webhook/internal/webhookserver"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
@@ -60,7 +61,13 @@ readiness endpoints and Prometheus metrics.
 It reports ready only once the webhook serves TLS. On SIGTERM it stops being ready
 at once, keeps serving for --shutdown-drain-delay so that the API server and the
 Service stop sending it requests, then exits 0. The serving certificate in
---cert-dir is reloaded when its files change.`,
+--cert-dir is reloaded when its files change.
+
+The webhook port bounds every connection in time (TLS handshake and headers
+10s, request and answer 30s each, idle 90s), serves TLS 1.2 or later with ECDHE
+AEAD suites only, over HTTP/2 or HTTP/1.1, and denies a review of 7 MiB or more
+with its uid and code 413. The probe and metrics ports are servers of their own,
+with timeouts and at most 16 connections each, so that they cannot slow it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -121,11 +128,13 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	if !certManager {
 		log.Info("cert-manager's Certificate kind is not served: StatefulSets with tls.issuer get no Certificate until cert-manager is installed and valkey-webhook restarted")
 	}
+	webhooks := &webhookserver.Server{Addr: fmt.Sprintf(":%d", s.port), CertDir: s.certDir}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: s.metricsAddr},
-		HealthProbeBindAddress:  s.probeAddr,
-		WebhookServer:           crwebhook.NewServer(crwebhook.Options{Port: s.port, CertDir: s.certDir}),
+		Scheme: scheme,
+		// The probes and metrics have servers of their own, with limits, below.
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		WebhookServer:           webhooks,
 		LeaderElection:          s.leaderElect,
 		LeaderElectionID:        "valkey-webhook.valkey-webhook.io",
 		LeaderElectionNamespace: s.leaderNS,
@@ -175,17 +184,26 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		}
 	}
 
-	started := mgr.GetWebhookServer().StartedChecker()
-	if err := mgr.AddReadyzCheck("webhook", func(req *http.Request) error {
-		if draining.Load() {
-			return errors.New("shutting down")
+	started := webhooks.StartedChecker()
+	probes := webhookserver.ProbeHandler(map[string]healthz.Checker{"ping": healthz.Ping}, map[string]healthz.Checker{
+		"webhook": func(req *http.Request) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return started(req)
+		},
+	})
+	// "" or "0" turns the probes off and "0" the metrics, "" serving them on
+	// :8080, as controller-runtime's options do.
+	if s.probeAddr != "" && s.probeAddr != "0" {
+		if err := addEndpoint(mgr, "health probe", s.probeAddr, probes); err != nil {
+			return err
 		}
-		return started(req)
-	}); err != nil {
-		return err
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
+	if s.metricsAddr != "0" {
+		if err := addEndpoint(mgr, "metrics", cmp.Or(s.metricsAddr, ":8080"), webhookserver.MetricsHandler()); err != nil {
+			return err
+		}
 	}
 
 	ctx, cancel := context.WithCancel(parent)
@@ -214,6 +232,15 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// addEndpoint serves handler on addr, on a listener and server of its own.
+func addEndpoint(mgr ctrl.Manager, name, addr string, handler http.Handler) error {
+	r, err := webhookserver.Endpoint{Name: name, Addr: addr, Handler: handler}.Runnable()
+	if err != nil {
+		return fmt.Errorf("the %s endpoint: %w", name, err)
+	}
+	return mgr.Add(r)
 }
 
 // servesCertificates reports whether the API server serves cert-manager.io/v1.
