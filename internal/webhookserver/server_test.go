@@ -20,13 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/valkey-webhook/valkey-webhook/internal/selfsigned"
@@ -64,7 +64,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	logf.SetLogger(logr.Discard())
+	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	os.Exit(m.Run())
 }
 
