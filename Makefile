@@ -2,8 +2,9 @@
 #
 # `make test` is the whole test run (CI runs exactly this): it builds the envtest
 # control plane and the real node's binaries once into a cache outside the checkout
-# (hack/envtest-assets.sh, hack/node/build.sh), runs every unit, golden, fuzz-seed
-# and envtest suite, then the real-node suite (test/realnode: root and Linux).
+# (hack/envtest-assets.sh, hack/node/build.sh), checks for vulnerabilities (make
+# vulncheck), runs every unit, golden, fuzz-seed and envtest suite, each fuzz target
+# for FUZZSHORT, then the real-node suite (test/realnode: root and Linux).
 
 # The Go toolchain of every build and test: go1.27.3, which the machine's Go
 # fetches from the module proxy the first time. The machine's go1.26.8 has
@@ -17,22 +18,26 @@ BIN       ?= bin
 # FUZZTIME is the time of the whole `make fuzz`, shared evenly by FUZZTARGETS
 # (a Go duration of h, m and s: 10m, 90s, 1h30m).
 FUZZTIME  ?= 10m
+# FUZZSHORT is the time of each fuzz target in `make test` (make fuzz-short).
+FUZZSHORT ?= 30s
 FUZZMINIMIZETIME ?= 100x
 FUZZTARGETS ?= ./webhook:FuzzAdmissionHandler ./webhook:FuzzHarden ./config:FuzzParse ./config:FuzzEffective
 GOTESTFLAGS ?= -race -count=1
 
-.PHONY: all build test unit verify vulncheck envtest-assets golden fuzz demo clean node-up node-down
+.PHONY: all build test unit verify vulncheck envtest-assets golden fuzz fuzz-short demo clean node-up node-down
 
 all: verify build test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/valkey-webhook ./cmd/valkey-webhook
 
-## test: verify and vulncheck, then every test: unit, envtest, real Valkey, then the
-## real node. The real-node suite runs alone, after the others (its pods share the 2
-## cores), without -race: what it tests runs in the pods, built without it.
+## test: verify and vulncheck, then every test: unit, envtest, real Valkey, each fuzz
+## target for FUZZSHORT (fuzz-short), then the real node. The real-node suite runs
+## alone, after the others (its pods share the 2 cores), without -race: what it
+## tests runs in the pods, built without it.
 test: verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test $(GOTESTFLAGS) ./...
+	@each='$(FUZZSHORT)'; $(fuzz_each)
 	@hack/node/build.sh > /dev/null
 	$(GO) test -tags realnode -count=1 -timeout 40m ./test/realnode
 
@@ -94,10 +99,20 @@ fuzz:
 	      s += n * (u == "h" ? 3600 : (u == "m" ? 60 : 1)); t = substr(t, RLENGTH + 1) } \
 	    if (t != "" || s == 0) { exit 1 } print s }') || { echo "FUZZTIME=$(FUZZTIME): want a duration such as 10m or 90s"; exit 2; }; \
 	set -- $(FUZZTARGETS); share=$$((secs / $$#)); [ $$share -gt 0 ] || share=1; \
-	for t in "$$@"; do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "== $$name ($$pkg) for $${share}s"; \
-	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $${share}s -fuzzminimizetime $(FUZZMINIMIZETIME) || exit 1; \
+	each=$${share}s; $(fuzz_each)
+
+## fuzz-short: every fuzz target for FUZZSHORT (30s) on top of its seeds, as `make
+## test` runs them, so that a regression only fuzzing finds fails it. As with make
+## fuzz, a crash fails the run and its input is left in the package's testdata/fuzz/.
+fuzz-short:
+	@each='$(FUZZSHORT)'; $(fuzz_each)
+
+# fuzz_each: the loop of fuzz and fuzz-short, in the shell: every target of
+# FUZZTARGETS for $$each (a -fuzztime), stopping at the first that fails.
+fuzz_each = for t in $(FUZZTARGETS); do \
+	  pkg=$${t%%:*}; name=$${t\#\#*:}; \
+	  echo "== $$name ($$pkg) for $$each"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $$each -fuzzminimizetime $(FUZZMINIMIZETIME) || exit 1; \
 	done
 
 clean:
