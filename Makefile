@@ -36,7 +36,7 @@ build:
 ## alone, after the others (its pods share the 2 cores), without -race: what it
 ## tests runs in the pods, built without it.
 test: verify vulncheck
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test $(GOTESTFLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUBE_SCORE="$$(hack/kube-score.sh)" $(GO) test $(GOTESTFLAGS) ./...
 	@each='$(FUZZSHORT)'; $(fuzz_each)
 	@hack/node/build.sh > /dev/null
 	$(GO) test -tags realnode -count=1 -timeout 40m ./test/realnode
