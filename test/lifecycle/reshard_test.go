@@ -29,6 +29,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				_, err := cluster.Init(ctx, nodes, opts)
 				Expect(err).NotTo(HaveOccurred())
 				writeKeys(ctx, c, drainKeys)
+				opts.Timeout = reshardTimeout
 			}, NodeTimeout(2*opTimeout))
 
 			It("drains a master: its slots and keys move to the other three, evenly, and it becomes a replica", func(ctx SpecContext) {
@@ -72,7 +73,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(res.Changed).To(BeFalse())
 				Expect(res.Warnings).To(ConsistOf(ContainSubstring("is a replica: it serves no slots")))
-			}, SpecTimeout(3*opTimeout))
+			}, SpecTimeout(opTimeout + 2*reshardTimeout))
 
 			It("finishes a slot left half moved by hand, and loses none of its keys", func(ctx SpecContext) {
 				st := reportOf(ctx, c, nodes, opts)
@@ -99,7 +100,7 @@ var _ = Describe("an 8-pod cluster", func() {
 						}
 					}
 				}
-			}, SpecTimeout(2*opTimeout))
+			}, SpecTimeout(opTimeout + reshardTimeout))
 
 			It("refuses to drain every master, and changes nothing", func(ctx SpecContext) {
 				st := reportOf(ctx, c, nodes, opts)
@@ -267,6 +268,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				g.Expect(st.Masters).To(Equal(5))
 			}).WithContext(ctx).WithTimeout(opTimeout).Should(Succeed())
 
+			opts.Timeout = reshardTimeout
 			res, err := cluster.Rebalance(ctx, all, opts)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(res.Status.State).To(Equal(cluster.StateOK))
@@ -277,7 +279,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				}
 			}
 			readKeys(ctx, c, drainKeys)
-		}, SpecTimeout(3*opTimeout))
+		}, SpecTimeout(2*opTimeout + reshardTimeout))
 	})
 })
 

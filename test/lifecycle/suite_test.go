@@ -35,6 +35,11 @@ var _ = BeforeSuite(func() {
 // opTimeout bounds each Init, Heal and Status call of the tests.
 const opTimeout = 60 * time.Second
 
+// reshardTimeout bounds one drain or rebalance, which moves thousands of slots,
+// each acknowledged by the replicas: about 25 s on a quiet machine, and past 60 s
+// with the race detector while the other suites of `make test` share the 2 cores.
+const reshardTimeout = 2 * opTimeout
+
 // mode is how the pods run: auth and TLS as the policy turns them on, and
 // cluster.nodeTimeout (ms; 0: the policy's default, 5000).
 type mode struct {
