@@ -19,6 +19,7 @@ func Default() Policy {
 			AppendOnly:       true,
 			AppendFsync:      "everysec",
 			Save:             "3600 1 300 100 60 10000",
+			CPURequest:       "100m",
 		},
 		Persistence:         PersistencePolicy{Size: "8Gi"},
 		Security:            SecurityPolicy{RunAsUser: 999, FSGroup: 999},

@@ -58,6 +58,9 @@ type ValkeyPolicy struct {
 	// Save is the RDB save rule list in valkey.conf syntax: "3600 1 300 100 60 10000".
 	// Empty turns RDB snapshots off.
 	Save string `json:"save"`
+	// CPURequest is the CPU request of a valkey container that sets no CPU request
+	// or limit, a Kubernetes quantity ("100m"). Empty sets none.
+	CPURequest string `json:"cpuRequest"`
 }
 
 // PersistencePolicy shapes the data volumeClaimTemplate injected on CREATE.

@@ -73,6 +73,9 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 	if p.Valkey.Maxmemory != "" {
 		positiveQuantity("valkey.maxmemory", p.Valkey.Maxmemory)
 	}
+	if p.Valkey.CPURequest != "" {
+		positiveQuantity("valkey.cpuRequest", p.Valkey.CPURequest)
+	}
 	if p.Valkey.MaxmemoryPercent < 1 || p.Valkey.MaxmemoryPercent > 95 {
 		errs = append(errs, field.Invalid(pathOf("valkey.maxmemoryPercent"), p.Valkey.MaxmemoryPercent, "must be between 1 and 95: Valkey needs headroom below the memory limit for replication buffers and forks"))
 	}

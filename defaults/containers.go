@@ -45,7 +45,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	}
 	addMount(c, corev1.VolumeMount{Name: ConfigVolume, MountPath: ConfigFile, SubPath: ConfigKey, ReadOnly: true})
 	addMount(c, corev1.VolumeMount{Name: TmpVolume, MountPath: TmpDir})
-	addResourceDefaults(c, valkeyCPURequest, valkeyEphemeral)
+	addResourceDefaults(c, p.Valkey.CPURequest, valkeyEphemeral)
 	if p.TLSEnabled() {
 		addMount(c, corev1.VolumeMount{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true})
 	}
@@ -231,13 +231,12 @@ func fieldEnv(name, path string) corev1.EnvVar {
 }
 
 // Resources a hardened pod gets when its template says nothing of them. A CPU
-// request lets the scheduler place Valkey's main thread; there is no CPU limit,
-// whose throttling would stall every client of the node (docs/design.md). The
-// ephemeral storage bounds are the containers' logs (the kubelet keeps up to 50
-// MiB of a container's logs by default) and the /tmp emptyDir, whose size limit
-// is TmpSizeLimit.
+// request (valkey.cpuRequest) lets the scheduler place Valkey's main thread;
+// there is no CPU limit, whose throttling would stall every client of the node
+// (docs/design.md). The ephemeral storage bounds are the containers' logs (the
+// kubelet keeps up to 50 MiB of a container's logs by default) and the /tmp
+// emptyDir, whose size limit is TmpSizeLimit.
 const (
-	valkeyCPURequest = "100m"
 	// TmpSizeLimit bounds the /tmp emptyDir (nothing of Valkey's data is there).
 	TmpSizeLimit = "64Mi"
 )
@@ -249,8 +248,8 @@ var (
 	metricsEphemeral = ephemeralStorage{request: "16Mi", limit: "128Mi"}
 )
 
-// addResourceDefaults fills a CPU request and ephemeral-storage bounds the user's
-// container does not set; a limit alone counts as set (Kubernetes then requests
+// addResourceDefaults fills a CPU request (none when cpuRequest is empty) and
+// ephemeral-storage bounds the user's container does not set; a limit alone counts as set (Kubernetes then requests
 // the limit), so no default can exceed a limit the user chose.
 func addResourceDefaults(c *corev1.Container, cpuRequest string, eph ephemeralStorage) {
 	set := func(name corev1.ResourceName) bool {
@@ -258,7 +257,7 @@ func addResourceDefaults(c *corev1.Container, cpuRequest string, eph ephemeralSt
 		_, lim := c.Resources.Limits[name]
 		return req || lim
 	}
-	if !set(corev1.ResourceCPU) {
+	if cpuRequest != "" && !set(corev1.ResourceCPU) {
 		if c.Resources.Requests == nil {
 			c.Resources.Requests = corev1.ResourceList{}
 		}

@@ -383,6 +383,7 @@ var safeAnnotations = map[string][]string{
 	"valkey.appendonly":                           {"true", "false"},
 	"valkey.appendfsync":                          {"always", "no"},
 	"valkey.save":                                 {"", "60 1"},
+	"valkey.cpuRequest":                           {"", "250m"},
 	"persistence.size":                            {"1Gi", "20Gi"},
 	"persistence.storageClassName":                {"fast-ssd"},
 	"persistence.allowEphemeral":                  {"true", "false"},

@@ -96,10 +96,13 @@ func (n *Node) ValkeyWebhook(ctx context.Context, args ...string) (string, error
 }
 
 // Policy is the policy valkey-webhook runs with on the node: its images (no
-// registry is reachable), the rest the built-in defaults. The metrics image is the
-// exporter STAND-IN (hack/node/exporter-stand-in), not redis_exporter.
+// registry is reachable), a CPU request of 10m (the node has 2 CPUs, and the
+// suite runs four 6-pod clusters beside the control plane: at the default 100m
+// the last one's pods stay Pending, Insufficient cpu), the rest the built-in
+// defaults. The metrics image is the exporter STAND-IN
+// (hack/node/exporter-stand-in), not redis_exporter.
 func (n *Node) Policy() string {
-	return fmt.Sprintf("image:\n  valkey: %s\nmetrics:\n  image: %s\n", n.Images["valkey"], n.Images["exporter"])
+	return fmt.Sprintf("image:\n  valkey: %s\nvalkey:\n  cpuRequest: 10m\nmetrics:\n  image: %s\n", n.Images["valkey"], n.Images["exporter"])
 }
 
 // InstallManifests is what a user applies to install valkey-webhook: `generate
