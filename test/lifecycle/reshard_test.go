@@ -73,7 +73,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(res.Changed).To(BeFalse())
 				Expect(res.Warnings).To(ConsistOf(ContainSubstring("is a replica: it serves no slots")))
-			}, SpecTimeout(opTimeout + 2*reshardTimeout))
+			}, SpecTimeout(opTimeout+2*reshardTimeout))
 
 			It("finishes a slot left half moved by hand, and loses none of its keys", func(ctx SpecContext) {
 				st := reportOf(ctx, c, nodes, opts)
@@ -100,7 +100,7 @@ var _ = Describe("an 8-pod cluster", func() {
 						}
 					}
 				}
-			}, SpecTimeout(opTimeout + reshardTimeout))
+			}, SpecTimeout(opTimeout+reshardTimeout))
 
 			It("refuses to drain every master, and changes nothing", func(ctx SpecContext) {
 				st := reportOf(ctx, c, nodes, opts)
@@ -279,7 +279,7 @@ var _ = Describe("an 8-pod cluster", func() {
 				}
 			}
 			readKeys(ctx, c, drainKeys)
-		}, SpecTimeout(2*opTimeout + reshardTimeout))
+		}, SpecTimeout(2*opTimeout+reshardTimeout))
 	})
 })
 
