@@ -2,6 +2,7 @@ package webhookserver
 
 import (
 	"bytes"
+	"cmp"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -69,19 +70,19 @@ func (e Endpoint) Runnable() (*manager.Server, error) {
 			return nil, err
 		}
 	}
-	shutdown := or(e.ShutdownTimeout, DefaultEndpointShutdownTimeout)
+	shutdown := cmp.Or(e.ShutdownTimeout, DefaultEndpointShutdownTimeout)
 	return &manager.Server{
 		Name: e.Name,
 		Server: &http.Server{
 			Handler:           e.Handler,
-			ReadHeaderTimeout: or(e.ReadHeaderTimeout, DefaultEndpointReadHeaderTimeout),
-			ReadTimeout:       or(e.ReadTimeout, DefaultEndpointReadTimeout),
-			WriteTimeout:      or(e.WriteTimeout, DefaultEndpointWriteTimeout),
-			IdleTimeout:       or(e.IdleTimeout, DefaultEndpointIdleTimeout),
-			MaxHeaderBytes:    or(e.MaxHeaderBytes, DefaultMaxHeaderBytes),
+			ReadHeaderTimeout: cmp.Or(e.ReadHeaderTimeout, DefaultEndpointReadHeaderTimeout),
+			ReadTimeout:       cmp.Or(e.ReadTimeout, DefaultEndpointReadTimeout),
+			WriteTimeout:      cmp.Or(e.WriteTimeout, DefaultEndpointWriteTimeout),
+			IdleTimeout:       cmp.Or(e.IdleTimeout, DefaultEndpointIdleTimeout),
+			MaxHeaderBytes:    cmp.Or(e.MaxHeaderBytes, DefaultMaxHeaderBytes),
 			ErrorLog:          httpErrorLog(e.Name),
 		},
-		Listener:        netutil.LimitListener(ln, or(e.MaxConns, DefaultEndpointMaxConns)),
+		Listener:        netutil.LimitListener(ln, cmp.Or(e.MaxConns, DefaultEndpointMaxConns)),
 		ShutdownTimeout: &shutdown,
 	}, nil
 }

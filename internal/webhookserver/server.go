@@ -13,6 +13,7 @@
 package webhookserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -183,18 +184,18 @@ func (s *Server) httpServer(ctx context.Context, handler http.Handler) *http.Ser
 		// In-flight requests keep their context when the server shuts down, so
 		// that a graceful shutdown lets them finish rather than fail them.
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ReadHeaderTimeout: or(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
-		ReadTimeout:       or(s.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:      or(s.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:       or(s.IdleTimeout, DefaultIdleTimeout),
-		MaxHeaderBytes:    or(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		ReadHeaderTimeout: cmp.Or(s.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(s.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      cmp.Or(s.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       cmp.Or(s.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    cmp.Or(s.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		Protocols:         &protocols,
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: or(s.MaxConcurrentStreams, DefaultMaxConcurrentStreams),
-			MaxReadFrameSize:     or(s.MaxReadFrameSize, DefaultMaxReadFrameSize),
-			SendPingTimeout:      or(s.SendPingTimeout, DefaultSendPingTimeout),
-			PingTimeout:          or(s.PingTimeout, DefaultPingTimeout),
-			WriteByteTimeout:     or(s.WriteByteTimeout, DefaultWriteByteTimeout),
+			MaxConcurrentStreams: cmp.Or(s.MaxConcurrentStreams, DefaultMaxConcurrentStreams),
+			MaxReadFrameSize:     cmp.Or(s.MaxReadFrameSize, DefaultMaxReadFrameSize),
+			SendPingTimeout:      cmp.Or(s.SendPingTimeout, DefaultSendPingTimeout),
+			PingTimeout:          cmp.Or(s.PingTimeout, DefaultPingTimeout),
+			WriteByteTimeout:     cmp.Or(s.WriteByteTimeout, DefaultWriteByteTimeout),
 		},
 		ErrorLog: httpErrorLog("webhook"),
 	}
@@ -225,7 +226,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started, s.addr = true, ln.Addr()
 	s.mu.Unlock()
 	log.Info("Serving webhook server", "addr", ln.Addr().String())
-	return serveUntilDone(ctx, srv, or(s.ShutdownTimeout, DefaultShutdownTimeout), func() error {
+	return serveUntilDone(ctx, srv, cmp.Or(s.ShutdownTimeout, DefaultShutdownTimeout), func() error {
 		return srv.ServeTLS(ln, "", "")
 	})
 }
@@ -283,12 +284,4 @@ func dialable(addr net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
