@@ -35,12 +35,12 @@ func (r *CompanionReconciler) syncChecksums(ctx context.Context, sts *appsv1.Sta
 	var again reconcile.Result
 	if p.TLSEnabled() {
 		name := defaults.TLSSecretName(sts, p)
-		existing, found, err := r.current(ctx, named(&corev1.Secret{}, sts, name))
+		secret, found, err := r.secret(ctx, sts, name)
 		if err != nil {
-			return reconcile.Result{}, r.failed(sts, "Read", named(&corev1.Secret{}, sts, name), err)
+			return reconcile.Result{}, err
 		}
 		again.RequeueAfter = tlsSecretWait
-		if secret, ok := existing.(*corev1.Secret); found && ok {
+		if found {
 			want[defaults.TLSChecksumAnnotation] = defaults.SecretChecksum(secret.Data)
 			again.RequeueAfter = tlsSecretRecheck
 		}

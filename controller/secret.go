@@ -33,14 +33,13 @@ func NewPassword() (string, error) {
 // not even allow that), so clients keep working across a re-created StatefulSet.
 func (r *CompanionReconciler) ensureAuthSecret(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) error {
 	name := defaults.AuthSecretName(sts, p)
-	existing, found, err := r.current(ctx, named(&corev1.Secret{}, sts, name))
+	existing, found, err := r.secret(ctx, sts, name)
 	if err != nil {
-		return r.failed(sts, "Read", named(&corev1.Secret{}, sts, name), err)
+		return err
 	}
 	if found {
-		secret, _ := existing.(*corev1.Secret)
 		for _, key := range []string{defaults.PasswordKey, defaults.AuthConfigKey} {
-			if secret == nil || len(secret.Data[key]) == 0 {
+			if len(existing.Data[key]) == 0 {
 				r.Recorder.Eventf(sts, existing, corev1.EventTypeWarning, ReasonAuthSecret, "Read",
 					"Secret %s has no key %q: Valkey cannot start with auth on; add the key (see the README) or set auth.existingSecret", name, key)
 			}
@@ -61,4 +60,19 @@ func (r *CompanionReconciler) ensureAuthSecret(ctx context.Context, sts *appsv1.
 	r.Recorder.Eventf(sts, secret, corev1.EventTypeNormal, ReasonCreated, "Create",
 		"created Secret %s with a generated password; it outlives this StatefulSet and is never changed by valkey-webhook", name)
 	return nil
+}
+
+// secret reads the Secret name of sts's namespace with one get from the API
+// server: Secrets are never cached (ClientOptions), so the cache-first read of
+// current would ask twice for one that does not exist.
+func (r *CompanionReconciler) secret(ctx context.Context, sts *appsv1.StatefulSet, name string) (*corev1.Secret, bool, error) {
+	secret := named(&corev1.Secret{}, sts, name)
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(secret), secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, r.failed(sts, "Read", secret, err)
+	}
+	return secret, true, nil
 }
