@@ -111,13 +111,13 @@ func hardenPodTemplate(sts *appsv1.StatefulSet, p *config.Policy) {
 	}
 	addHostAntiAffinity(spec, selector)
 
-	valkey := findContainer(spec.Containers, ValkeyContainer)
+	valkey := FindContainer(spec.Containers, ValkeyContainer)
 	if valkey == nil {
 		spec.Containers = append([]corev1.Container{{Name: ValkeyContainer, Image: p.Image.Valkey}}, spec.Containers...)
 		valkey = &spec.Containers[0]
 	}
 	hardenValkeyContainer(sts, valkey, p)
-	if p.Metrics.Enabled && findContainer(spec.Containers, MetricsContainer) == nil {
+	if p.Metrics.Enabled && FindContainer(spec.Containers, MetricsContainer) == nil {
 		spec.Containers = append(spec.Containers, metricsContainer(sts, p))
 	}
 	for i := range spec.InitContainers {

@@ -121,7 +121,8 @@ func ValkeyContainerIndex(spec *corev1.PodSpec) int {
 	return -1
 }
 
-func findContainer(cs []corev1.Container, name string) *corev1.Container {
+// FindContainer is the container of cs named name, or nil.
+func FindContainer(cs []corev1.Container, name string) *corev1.Container {
 	for i := range cs {
 		if cs[i].Name == name {
 			return &cs[i]

@@ -58,7 +58,7 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		By("the exporter stand-in verifies the server's certificate for the pod's own DNS name")
 		pod0 := &corev1.Pod{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: "cache-0"}, pod0)).To(Succeed())
-		metrics := containerByName(pod0.Spec.Containers, defaults.MetricsContainer)
+		metrics := defaults.FindContainer(pod0.Spec.Containers, defaults.MetricsContainer)
 		Expect(metrics).NotTo(BeNil())
 		Expect(metrics.Env).NotTo(ContainElement(HaveField("Name", "REDIS_EXPORTER_SKIP_TLS_VERIFICATION")))
 		Eventually(func() (string, error) {
@@ -101,12 +101,3 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		Expect(verified).To(BeNumerically(">=", 3), "the client verified the certificate of every master it was redirected to, by its pod name")
 	})
 })
-
-func containerByName(cs []corev1.Container, name string) *corev1.Container {
-	for i := range cs {
-		if cs[i].Name == name {
-			return &cs[i]
-		}
-	}
-	return nil
-}
