@@ -89,8 +89,11 @@ func servicePort(name string, port int) corev1.ServicePort {
 	return corev1.ServicePort{Name: name, Port: int32(port), TargetPort: intstr.FromString(name), Protocol: corev1.ProtocolTCP}
 }
 
-// PodDisruptionBudget lets voluntary disruptions take maxUnavailable pods at a time,
-// and always lets an unhealthy pod be evicted so that it cannot block a node drain.
+// PodDisruptionBudget lets voluntary disruptions take maxUnavailable pods at a
+// time. An unhealthy pod may be evicted only while the budget holds otherwise
+// (IfHealthyBudget): with the default maxUnavailable 1, when two pods are
+// unready, which may be a master and the only replica of its shard, no eviction
+// takes either until one is back (docs/design.md, "Evictions").
 func PodDisruptionBudget(sts *appsv1.StatefulSet, p *config.Policy) *policyv1.PodDisruptionBudget {
 	return &policyv1.PodDisruptionBudget{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
@@ -98,7 +101,7 @@ func PodDisruptionBudget(sts *appsv1.StatefulSet, p *config.Policy) *policyv1.Po
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MaxUnavailable:             ptr.To(intstr.FromInt32(int32(p.PodDisruptionBudget.MaxUnavailable))),
 			Selector:                   podSelector(sts),
-			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.IfHealthyBudget),
 		},
 	}
 }

@@ -19,9 +19,21 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	if len(c.Command) == 0 && len(c.Args) == 0 {
 		c.Command = []string{"valkey-server"}
 		c.Args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
+		if p.TLSEnabled() {
+			// Redirects name the pod's DNS name, which the certificate covers, so
+			// that a cluster client verifying certificates follows MOVED and ASK.
+			c.Args = append(c.Args, "--cluster-announce-hostname", podDNSNameExpr(sts, p), "--cluster-preferred-endpoint-type", "hostname")
+		}
 	}
 	if !hasEnv(c, PodIPEnv) {
 		c.Env = append(c.Env, fieldEnv(PodIPEnv, "status.podIP"))
+	}
+	if p.TLSEnabled() {
+		for _, e := range podNameEnv() {
+			if !hasEnv(c, e.Name) {
+				c.Env = append(c.Env, e)
+			}
+		}
 	}
 	addPort(c, ClientPortName, p.Valkey.Port)
 	addPort(c, BusPortName, p.Valkey.Port+BusPortOffset)
@@ -33,6 +45,12 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	}
 	if c.ReadinessProbe == nil {
 		c.ReadinessProbe = clusterReadinessProbe(p)
+	}
+	if c.Lifecycle == nil {
+		c.Lifecycle = &corev1.Lifecycle{}
+	}
+	if c.Lifecycle.PreStop == nil {
+		c.Lifecycle.PreStop = handoverHook(p, sts.Spec.Template.Spec.TerminationGracePeriodSeconds)
 	}
 	if c.StartupProbe == nil && p.StartupProbe.Enabled {
 		c.StartupProbe = execProbe(p, "ping", "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
@@ -69,35 +87,55 @@ func execProbe(p *config.Policy, command, pattern string, period, failures int32
 	}
 }
 
-// ReadyPattern matches a line of CLUSTER INFO from a node that should receive
-// traffic: its view of the cluster is ok, or no slot is assigned yet. A node of a
-// cluster not formed yet is ready, so that a probe can never hold back the pods
-// that must start before the cluster can form.
-const ReadyPattern = "^(cluster_state:ok|cluster_slots_assigned:0)[[:space:]]*$"
+// readinessScript is ready when the local server should receive traffic and a
+// roll may go on to the next pod: no slot is assigned yet (a cluster not formed,
+// so that no probe holds back the pods that must start before it can form), or
+// this node's view of the cluster is ok and it is a master, or a replica whose
+// link to its master is up with the initial sync done (a roll must not stop the
+// next pod while the replica that just restarted has no copy of the data yet).
+// It asks the server each time: nothing is cached in a file, so a node that loses
+// its cluster (peers at stale addresses after a full restart) turns unready at
+// once. @CLI@ is cliCommand.
+const readinessScript = `i=$(@CLI@ cluster info && @CLI@ info replication) || exit 1
+i=$(echo "$i" | tr -d '\r')
+has() { echo "$i" | grep -qx "$1"; }
+has cluster_slots_assigned:0 && exit 0
+has cluster_state:ok || exit 1
+has role:master && exit 0
+has master_link_status:up && has master_sync_in_progress:0
+`
 
-// clusterReadinessProbe is ready when the local server answers CLUSTER INFO and
-// either the cluster is not formed yet or this node's view of it is ok. It asks
-// the server each time: nothing is cached in a file, so a node that loses its
-// cluster (peers at stale addresses after a full restart) turns unready at once,
-// and a formed cluster's pods never wait on a bootstrap that already happened.
 func clusterReadinessProbe(p *config.Policy) *corev1.Probe {
-	return execProbe(p, "cluster info", ReadyPattern, 5, 3)
+	script := strings.ReplaceAll(readinessScript, "@CLI@", cliCommand(p))
+	return &corev1.Probe{
+		ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", script}}},
+		TimeoutSeconds:   5,
+		PeriodSeconds:    5,
+		SuccessThreshold: 1,
+		FailureThreshold: 3,
+	}
 }
 
 // cliCommand is the valkey-cli invocation that reaches the local server.
 func cliCommand(p *config.Policy) string {
-	var b strings.Builder
+	auth := ""
 	if p.Auth.Enabled {
-		fmt.Fprintf(&b, `REDISCLI_AUTH="$(cat %s/%s)" `, AuthDir, PasswordKey)
+		auth = fmt.Sprintf(`REDISCLI_AUTH="$(cat %s/%s)" `, AuthDir, PasswordKey)
 	}
-	fmt.Fprintf(&b, "valkey-cli -h 127.0.0.1 -p %d", p.Valkey.Port)
-	if p.TLSEnabled() {
-		fmt.Fprintf(&b, " --tls --cacert %s/ca.crt", TLSDir)
-		if p.TLS.AuthClients {
-			fmt.Fprintf(&b, " --cert %s/tls.crt --key %s/tls.key", TLSDir, TLSDir)
-		}
+	return fmt.Sprintf("%svalkey-cli -h 127.0.0.1 -p %d%s", auth, p.Valkey.Port, cliTLSFlags(p))
+}
+
+// cliTLSFlags are valkey-cli's TLS and client-certificate flags, after a space;
+// empty without TLS.
+func cliTLSFlags(p *config.Policy) string {
+	if !p.TLSEnabled() {
+		return ""
 	}
-	return b.String()
+	flags := fmt.Sprintf(" --tls --cacert %s/ca.crt", TLSDir)
+	if p.TLS.AuthClients {
+		flags += fmt.Sprintf(" --cert %s/tls.crt --key %s/tls.key", TLSDir, TLSDir)
+	}
+	return flags
 }
 
 // metricsContainer is the exporter sidecar. It reaches Valkey inside the pod and,
@@ -114,11 +152,7 @@ func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Containe
 		env[0].Value = fmt.Sprintf("rediss://127.0.0.1:%d", p.Valkey.Port)
 	case p.TLSEnabled():
 		// Kubernetes expands $(VAR) from the variables defined before it.
-		env = []corev1.EnvVar{
-			fieldEnv("POD_NAME", "metadata.name"),
-			fieldEnv("POD_NAMESPACE", "metadata.namespace"),
-			{Name: "REDIS_ADDR", Value: fmt.Sprintf("rediss://$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s:%d", GoverningServiceName(sts), p.TLS.ClusterDomain, p.Valkey.Port)},
-		}
+		env = append(podNameEnv(), corev1.EnvVar{Name: "REDIS_ADDR", Value: fmt.Sprintf("rediss://%s:%d", podDNSNameExpr(sts, p), p.Valkey.Port)})
 	}
 	c := corev1.Container{
 		Name:  MetricsContainer,
@@ -222,6 +256,17 @@ func addMount(c *corev1.Container, m corev1.VolumeMount) {
 		}
 	}
 	c.VolumeMounts = append(c.VolumeMounts, m)
+}
+
+// podNameEnv are the pod's name and namespace, which podDNSNameExpr refers to.
+func podNameEnv() []corev1.EnvVar {
+	return []corev1.EnvVar{fieldEnv("POD_NAME", "metadata.name"), fieldEnv("POD_NAMESPACE", "metadata.namespace")}
+}
+
+// podDNSNameExpr is the pod's own DNS name under the governing headless Service,
+// in terms of the variables of podNameEnv, for Kubernetes to expand.
+func podDNSNameExpr(sts *appsv1.StatefulSet, p *config.Policy) string {
+	return fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s", GoverningServiceName(sts), p.TLS.ClusterDomain)
 }
 
 // fieldEnv is a variable of the downward API: a field of the pod (apiVersion v1,

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 )
 
 // TestAddResourceDefaults: a default fills only a resource the user's container
@@ -42,5 +43,26 @@ func TestAddResourceDefaults(t *testing.T) {
 				t.Errorf("resources (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestHandoverSeconds: the hand-over gets the grace period less the shutdown
+// reserve, never more than MaxHandover, and nothing when the grace period is
+// shorter than the reserve.
+func TestHandoverSeconds(t *testing.T) {
+	for _, tt := range []struct {
+		grace *int64
+		want  int
+	}{
+		{nil, 20},
+		{ptr.To(int64(30)), 20},
+		{ptr.To(int64(25)), 15},
+		{ptr.To(int64(120)), MaxHandover},
+		{ptr.To(int64(10)), 0},
+		{ptr.To(int64(0)), 0},
+	} {
+		if got := HandoverSeconds(tt.grace); got != tt.want {
+			t.Errorf("HandoverSeconds(%v) = %d, want %d", ptr.Deref(tt.grace, -1), got, tt.want)
+		}
 	}
 }

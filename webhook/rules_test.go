@@ -644,6 +644,23 @@ func TestValidate(t *testing.T) {
 			wantWarnings: []string{warning(field.NewPath("spec", "updateStrategy", "type"), warnOnDelete)},
 		},
 		{
+			name: "a grace period too short for a hand-over",
+			sts: func() *appsv1.StatefulSet {
+				sts := makeSTS("cache").Obj()
+				sts.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(int64(12))
+				return sts
+			}(),
+			wantWarnings: []string{warning(field.NewPath("spec", "template", "spec", "terminationGracePeriodSeconds"), warnShortGrace, 12, 2, 10, 15)},
+		},
+		{
+			name: "the default grace period",
+			sts: func() *appsv1.StatefulSet {
+				sts := makeSTS("cache").Obj()
+				sts.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(int64(30))
+				return sts
+			}(),
+		},
+		{
 			name: "every warning, in order",
 			sts:  makeSTS("cache").Replicas(7).NoMemoryLimit().Image("valkey/valkey:latest").OnDelete().Obj(),
 			wantWarnings: []string{

@@ -18,7 +18,12 @@ const (
 	warnMutableTag    = "%q is untagged or :latest: pods may run different Valkey versions after a restart; pin a version tag or a digest"
 	warnShardSize     = "%d is not a multiple of the shard size %d (1 master + %d replicas): some master gets fewer replicas than the policy wants"
 	warnOnDelete      = "OnDelete: pods pick up a new spec only when deleted by hand; a config change does not reach them"
+	warnShortGrace    = "%d leaves a master %d s to hand its slots to a replica before its pod stops (the hand-over takes up to 5 s, and valkey-server keeps %d s for its shutdown): its clients wait out cluster-node-timeout instead; set at least %d"
 )
+
+// minHandover is the hand-over time below which a short grace period warns:
+// CLUSTER FAILOVER waits up to 5 s for the replica to catch up.
+const minHandover = 5
 
 // statefulSetWarnings returns the admission warnings for a labeled StatefulSet:
 // things that are allowed but probably not what the team wants.
@@ -44,6 +49,10 @@ func statefulSetWarnings(sts *appsv1.StatefulSet, p *config.Policy, path *field.
 	}
 	if sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
 		warn(path.Child("updateStrategy", "type"), warnOnDelete)
+	}
+	if grace := spec.TerminationGracePeriodSeconds; grace != nil && defaults.HandoverSeconds(grace) < minHandover {
+		warn(path.Child("template", "spec", "terminationGracePeriodSeconds"), warnShortGrace,
+			*grace, defaults.HandoverSeconds(grace), defaults.ShutdownReserve, defaults.ShutdownReserve+minHandover)
 	}
 	return out
 }

@@ -131,7 +131,7 @@ var _ = Describe("Companion objects", func() {
 		pdb := &policyv1.PodDisruptionBudget{}
 		Eventually(fetch(ctx, pdb, "cache")).WithTimeout(timeout).WithPolling(poll).Should(ownedBy(sts))
 		Expect(pdb.Spec.MaxUnavailable).To(Equal(ptr.To(intstr.FromInt32(1))))
-		Expect(pdb.Spec.UnhealthyPodEvictionPolicy).To(Equal(ptr.To(policyv1.AlwaysAllow)))
+		Expect(pdb.Spec.UnhealthyPodEvictionPolicy).To(Equal(ptr.To(policyv1.IfHealthyBudget)))
 
 		np := &networkingv1.NetworkPolicy{}
 		Eventually(fetch(ctx, np, "cache")).WithTimeout(timeout).WithPolling(poll).Should(ownedBy(sts))

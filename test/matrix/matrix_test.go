@@ -266,6 +266,7 @@ func (r *run) clientOption(addrs ...string) valkey.ClientOption {
 		TLSConfig:    r.tls,
 		DisableCache: true,
 		Dialer:       net.Dialer{Timeout: 5 * time.Second},
+		DialCtxFn:    valkeyharness.HostDialer(valkeyharness.APIPodIP(k8s, r.ns)),
 	}
 }
 

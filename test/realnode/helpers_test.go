@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
+	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
 )
 
 const valkeyPort = 6379
@@ -85,6 +86,7 @@ func (c *valkeyCluster) clientOption(addrs ...string) valkey.ClientOption {
 		TLSConfig:    c.tls,
 		DisableCache: true,
 		Dialer:       net.Dialer{Timeout: 5 * time.Second},
+		DialCtxFn:    valkeyharness.HostDialer(valkeyharness.APIPodIP(k8s, c.ns)),
 	}
 }
 

@@ -88,7 +88,7 @@ type Cluster struct {
 
 // Pod is one valkey-server process.
 type Pod struct {
-	Name string
+	Name, Namespace string
 	// Dir stands in for the pod's volumes: data/, auth/, tls/, and valkey.conf.
 	Dir string
 	// IP is the pod IP, a loopback address; Addr is IP:Port.
@@ -97,9 +97,10 @@ type Pod struct {
 
 	// conf is valkey.conf as rendered, with container paths; command the
 	// container's command and arguments; files the other mounted files, by
-	// container path. start writes them into Dir.
+	// container path, guarded by filesMu. start writes them into Dir.
 	conf    string
 	command []string
+	filesMu sync.Mutex
 	files   map[string][]byte
 	// stopped tells a pod whose owner has closed not to start again.
 	stopped *atomic.Bool
@@ -154,7 +155,7 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	for i := range opts.Pods {
 		name := fmt.Sprintf("%s-%d", sts.Name, i)
-		c.Pods = append(c.Pods, &Pod{Name: name, Dir: filepath.Join(opts.Dir, name), conf: c.conf, command: c.command, stopped: &c.closed, c: c})
+		c.Pods = append(c.Pods, &Pod{Name: name, Namespace: sts.Namespace, Dir: filepath.Join(opts.Dir, name), conf: c.conf, command: c.command, stopped: &c.closed, c: c})
 	}
 	if err := c.startAll(nil); err != nil {
 		c.Close()
@@ -224,6 +225,14 @@ func (c *Cluster) ClientOption(addrs ...string) valkey.ClientOption {
 		TLSConfig:    c.ClientTLS(),
 		DisableCache: true,
 		Dialer:       net.Dialer{Timeout: 5 * time.Second},
+		DialCtxFn: HostDialer(func(pod string) (string, bool) {
+			for _, p := range c.Pods {
+				if p.Name == pod {
+					return p.IP, true
+				}
+			}
+			return "", false
+		}),
 	}
 }
 
@@ -432,19 +441,22 @@ func bindable(ip string, port int) bool {
 // issueFiles sets the pod's auth files and, with TLS, a certificate for its
 // current address.
 func (c *Cluster) issueFiles(p *Pod) error {
-	p.files = map[string][]byte{}
+	files := map[string][]byte{}
 	for name, data := range c.auth {
-		p.files[defaults.AuthDir+"/"+name] = data
+		files[defaults.AuthDir+"/"+name] = data
 	}
 	if c.TLS != nil {
-		files, err := c.TLS.serverFiles(p.Name, p.IP)
+		tlsFiles, err := c.TLS.serverFiles(p.Name, p.IP)
 		if err != nil {
 			return err
 		}
-		for name, data := range files {
-			p.files[defaults.TLSDir+"/"+name] = data
+		for name, data := range tlsFiles {
+			files[defaults.TLSDir+"/"+name] = data
 		}
 	}
+	p.filesMu.Lock()
+	p.files = files
+	p.filesMu.Unlock()
 	return nil
 }
 
@@ -460,14 +472,59 @@ func (p *Pod) writeFiles() error {
 	if err := os.WriteFile(filepath.Join(p.Dir, "valkey.conf"), []byte(p.podConf()), 0o600); err != nil {
 		return err
 	}
+	p.filesMu.Lock()
+	defer p.filesMu.Unlock()
 	for path, data := range p.files {
-		local := p.rewritePaths(path)
-		if local == path {
-			return fmt.Errorf("valkeyharness: %s: no place in the pod directory for %s", p.Name, path)
+		local, err := p.localPath(path)
+		if err != nil {
+			return err
 		}
 		if err := os.WriteFile(local, data, 0o600); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// localPath is where a container path is in the pod's directory.
+func (p *Pod) localPath(path string) (string, error) {
+	local := p.rewritePaths(path)
+	if local == path {
+		return "", fmt.Errorf("valkeyharness: %s: no place in the pod directory for %s", p.Name, path)
+	}
+	return local, nil
+}
+
+// UpdateFiles replaces mounted files in place, by container path, as the
+// kubelet updates a Secret volume mounted without subPath: the process runs on
+// untouched, and a later restart of the container finds the new files. Each
+// file is written beside its place and renamed over it, all of them after every
+// new file is written; the kubelet swaps a whole volume at once, so only here
+// could a reader find a new tls.crt beside the old tls.key, for the
+// microseconds between two renames (Valkey then refuses to load the pair and
+// keeps what it had).
+func (p *Pod) UpdateFiles(files map[string][]byte) error {
+	p.filesMu.Lock()
+	defer p.filesMu.Unlock()
+	staged := map[string]string{}
+	for path, data := range files {
+		local, err := p.localPath(path)
+		if err != nil {
+			return err
+		}
+		tmp := local + ".new"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return err
+		}
+		staged[tmp] = local
+	}
+	for tmp, local := range staged {
+		if err := os.Rename(tmp, local); err != nil {
+			return err
+		}
+	}
+	for path, data := range files {
+		p.files[path] = data
 	}
 	return nil
 }
@@ -520,12 +577,13 @@ func replacePath(s, from, to string) string {
 	}
 }
 
-// args is the hardened container's command with the pod's paths and $(POD_IP).
+// args is the hardened container's command with the pod's paths and the
+// variables it refers to: $(POD_IP), and with TLS $(POD_NAME) and $(POD_NAMESPACE).
 func (p *Pod) args() []string {
+	vars := strings.NewReplacer("$("+defaults.PodIPEnv+")", p.IP, "$(POD_NAME)", p.Name, "$(POD_NAMESPACE)", p.Namespace)
 	out := make([]string, len(p.command))
 	for i, a := range p.command {
-		a = strings.ReplaceAll(a, "$("+defaults.PodIPEnv+")", p.IP)
-		out[i] = p.rewritePaths(a)
+		out[i] = p.rewritePaths(vars.Replace(a))
 	}
 	return out
 }

@@ -131,6 +131,60 @@ type killRequest struct {
 	done chan error
 }
 
+// SyncVolumes plays the kubelet's update of mounted volumes: it reads the
+// ConfigMaps and Secrets of the named running pods (every running pod when none
+// is named) again and writes what changed into their files in place, without
+// a restart (Pod.UpdateFiles). As with a real kubelet, a file mounted with
+// subPath (valkey.conf) is never updated. The real kubelet does this by itself,
+// up to about a minute after the object changed; here the test says when.
+func (k *Kubelet) SyncVolumes(ctx context.Context, names ...string) error {
+	k.mu.Lock()
+	var workers []*podWorker
+	for _, w := range k.workers {
+		if !w.gone.Load() && (len(names) == 0 || slices.Contains(names, w.name)) {
+			workers = append(workers, w)
+		}
+	}
+	k.mu.Unlock()
+	var errs []error
+	synced := map[string]bool{}
+	for _, w := range workers {
+		pod, p := w.latest.Load(), w.pod.Load()
+		if pod == nil || p == nil || !p.Running() {
+			continue
+		}
+		i := defaults.ValkeyContainerIndex(&pod.Spec)
+		if i < 0 {
+			continue
+		}
+		c := pod.Spec.Containers[i]
+		files, err := k.mountedFiles(ctx, pod, c)
+		if err == nil && files == nil {
+			err = errors.New("a ConfigMap or Secret it mounts does not exist")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("valkeyharness: reading the volumes of %s: %w", pod.Name, err))
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if m.SubPath != "" {
+				delete(files, m.MountPath)
+			}
+		}
+		if err := p.UpdateFiles(files); err != nil {
+			errs = append(errs, fmt.Errorf("valkeyharness: updating the files of %s: %w", pod.Name, err))
+			continue
+		}
+		synced[pod.Name] = true
+	}
+	for _, name := range names {
+		if !synced[name] && len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("valkeyharness: no pod %s runs", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Hold keeps pods that are not running yet from starting, until Release: with
 // the pods deleted meanwhile, every old process is gone before the first new one
 // starts, as after a whole Kubernetes cluster went down (a full restart). Without
@@ -328,12 +382,13 @@ func (w *podWorker) startPod(ctx context.Context, pod *corev1.Pod) (*Pod, []stri
 		return nil, nil, err
 	}
 	p := &Pod{
-		Name:    pod.Name,
-		Dir:     filepath.Join(k.dir, pod.Name),
-		conf:    string(files[defaults.ConfigFile]),
-		command: append(append([]string{}, c.Command...), c.Args...),
-		files:   files,
-		stopped: &k.closed,
+		Name:      pod.Name,
+		Namespace: pod.Namespace,
+		Dir:       filepath.Join(k.dir, pod.Name),
+		conf:      string(files[defaults.ConfigFile]),
+		command:   append(append([]string{}, c.Command...), c.Args...),
+		files:     files,
+		stopped:   &k.closed,
 	}
 	delete(files, defaults.ConfigFile)
 	unlock, next, err := lockAddresses()
