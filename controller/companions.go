@@ -47,9 +47,8 @@ const (
 
 // CompanionReconciler keeps the companion objects of every labeled StatefulSet in
 // shape: ConfigMap, Services, PodDisruptionBudget, NetworkPolicy, the auth Secret and
-// the cert-manager Certificate. It also keeps the pod template's checksums equal to
-// what the pods run with, so that a changed valkey.conf or a renewed certificate
-// rolls the pods.
+// the cert-manager Certificate. It also keeps the pod template's config checksum
+// equal to the hash of valkey.conf, so that a changed valkey.conf rolls the pods.
 type CompanionReconciler struct {
 	// Client reads from the cache, which holds StatefulSets and, of the companion
 	// kinds, only the objects labeled managed-by valkey-webhook.
@@ -117,7 +116,7 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if len(failed) > 0 {
 		return reconcile.Result{}, errors.Join(failed...)
 	}
-	return r.syncChecksums(ctx, sts, &p)
+	return reconcile.Result{}, r.syncChecksums(ctx, sts, &p)
 }
 
 // companion is one object the StatefulSet should have (want), or one kind of
@@ -170,9 +169,8 @@ func named[T client.Object](obj T, sts *appsv1.StatefulSet, name string) T {
 
 // SetupWithManager registers the reconciler: it watches StatefulSets (changes of
 // spec, labels or annotations, not status) and the companion objects it owns. It
-// watches no Secret (RBAC lets it get named Secrets only): a Certificate's status
-// changes when cert-manager has written a renewed Secret, and a TLS Secret of the
-// user's own is read again every tlsSecretRecheck (syncChecksums).
+// watches no Secret (RBAC lets it get named Secrets only), and needs none: a
+// renewed TLS certificate is the lifecycle controller's to load.
 func (r *CompanionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("companions").

@@ -125,7 +125,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		logger.Info("cluster not ok; waiting", "why", why)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	case stepInit, stepJoin:
-		if settling := rolling(sts, &p); next == stepInit && settling != "" {
+		if settling := rolling(sts); next == stepInit && settling != "" {
 			// Forming a cluster over pods about to be replaced only fails
 			// half-way. Heal and join go on: a roll waits for ready pods, and
 			// a cluster that needs healing has none.

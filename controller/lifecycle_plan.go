@@ -9,8 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
-	"github.com/valkey-webhook/valkey-webhook/config"
-	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
 // step is what the lifecycle controller does next for one cluster.
@@ -106,16 +104,12 @@ func suspects(r cluster.Report) bool {
 }
 
 // rolling says why the StatefulSet's pods are about to change: the StatefulSet
-// controller has not seen its latest spec yet, a rolling update is under way, or,
-// with TLS, the companion controller has not stamped the TLS Secret's checksum on
-// the pod template yet (admission cannot read the Secret, so a new StatefulSet
-// gets it just after creation, and that rolls its pods once). Empty when they are
-// settled. Forming or healing meanwhile would work on pods that are about to go.
-func rolling(sts *appsv1.StatefulSet, p *config.Policy) string {
+// controller has not seen its latest spec yet, or a rolling update is under way.
+// Empty when they are settled. Forming a cluster meanwhile would work on pods
+// that are about to go.
+func rolling(sts *appsv1.StatefulSet) string {
 	st := sts.Status
 	switch {
-	case p.TLSEnabled() && sts.Spec.Template.Annotations[defaults.TLSChecksumAnnotation] == "":
-		return "the pod template has no " + defaults.TLSChecksumAnnotation + " yet: the companion controller stamps it from the TLS Secret, which rolls the pods"
 	case st.ObservedGeneration < sts.Generation:
 		return fmt.Sprintf("the StatefulSet controller has not seen generation %d yet", sts.Generation)
 	case sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType && st.UpdateRevision != "" && st.CurrentRevision != st.UpdateRevision:

@@ -6,8 +6,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
-	"github.com/valkey-webhook/valkey-webhook/config"
-	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
 func TestNextStep(t *testing.T) {
@@ -154,19 +152,8 @@ func TestRolling(t *testing.T) {
 		{"rolling", sts(2, 2, appsv1.RollingUpdateStatefulSetStrategyType, "r1", "r2"), "a rolling update to revision r2 is under way"},
 		{"OnDelete waits for no one", sts(2, 2, appsv1.OnDeleteStatefulSetStrategyType, "r1", "r2"), ""},
 	} {
-		p := config.Default()
-		if got := rolling(tt.sts, &p); got != tt.want {
+		if got := rolling(tt.sts); got != tt.want {
 			t.Errorf("%s: rolling = %q, want %q", tt.name, got, tt.want)
 		}
-	}
-	tlsPolicy := config.Default()
-	tlsPolicy.TLS.SecretName = "cache-tls"
-	settled := sts(2, 2, appsv1.RollingUpdateStatefulSetStrategyType, "r1", "r1")
-	if got, want := rolling(settled, &tlsPolicy), "the pod template has no valkey-webhook.io/tls-checksum yet: the companion controller stamps it from the TLS Secret, which rolls the pods"; got != want {
-		t.Errorf("TLS, no checksum stamped yet: rolling = %q, want %q", got, want)
-	}
-	settled.Spec.Template.Annotations = map[string]string{defaults.TLSChecksumAnnotation: "sha256:0"}
-	if got := rolling(settled, &tlsPolicy); got != "" {
-		t.Errorf("TLS, checksum stamped: rolling = %q, want it settled", got)
 	}
 }

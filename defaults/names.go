@@ -15,8 +15,11 @@ const (
 	ClusterLabelEnabled = "enabled"
 
 	ChecksumAnnotation = "valkey-webhook.io/config-checksum"
-	// TLSChecksumAnnotation is set by the companion controller from the TLS
-	// Secret's content; admission keeps it.
+	// TLSChecksumAnnotation is a hash of the TLS Secret's content that earlier
+	// releases' companion controller stamped on the pod template, so that each
+	// renewal rolled the pods. Nothing writes it now (a renewed certificate is
+	// loaded in place); where a template has it, it is left as found, since
+	// removing it would roll the pods. Admission keeps it.
 	TLSChecksumAnnotation = "valkey-webhook.io/tls-checksum"
 )
 

@@ -8,7 +8,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,13 +44,6 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		c.tls = files.ClientConfig()
 		c.tls.ServerName = "cache-0." + headless
 		c.expectEvent(ctx, controller.ReasonClusterFormed)
-		// The controller stamps the TLS Secret's checksum on the pod template after
-		// creation, which rolls the new pods once: let that roll finish first.
-		Eventually(func(g Gomega) {
-			sts := &appsv1.StatefulSet{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: c.name}, sts)).To(Succeed())
-			g.Expect(sts.Spec.Template.Annotations).To(HaveKey(defaults.TLSChecksumAnnotation))
-		}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
 		mustRun(ctx, "", "-n", c.ns, "rollout", "status", "statefulset/"+c.name, "--timeout=5m")
 		c.expectHealthy(ctx)
 
