@@ -6,8 +6,10 @@ import (
 	"strings"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,6 +38,13 @@ const (
 	ReasonInitRefused    = "ClusterInitRefused"
 	ReasonHealRefused    = "ClusterHealRefused"
 	ReasonLifecycleError = "ClusterLifecycleFailed"
+	// ReasonCertificateReloaded: nodes loaded the TLS Secret's renewed
+	// certificate in place, without a restart.
+	ReasonCertificateReloaded = "CertificateReloaded"
+	// ReasonCertificateNotReloaded: a node still serves another certificate
+	// than the TLS Secret's after reloadPatience looks, or the Secret's does
+	// not fit the nodes.
+	ReasonCertificateNotReloaded = "CertificateNotReloaded"
 )
 
 // How soon the lifecycle controller looks at a cluster again: while it waits for
@@ -53,7 +62,9 @@ const (
 // LifecycleReconciler forms the Valkey cluster of every labeled StatefulSet once
 // all its pods run, heals it when the pods came back on new IPs and the nodes
 // know each other by stale addresses, joins new pods of a scale-up as replicas,
-// and forgets the failed nodes of pods scaled away. Each action is an Event on the StatefulSet. It never forms a cluster
+// and forgets the failed nodes of pods scaled away. With TLS, it makes every
+// node of an ok cluster load a renewed certificate in place, without a
+// restart. Each action is an Event on the StatefulSet. It never forms a cluster
 // over nodes that hold slots or keys (cluster.Init refuses), never forgets a
 // node that serves slots or is only suspected, never moves a slot and never
 // makes a master.
@@ -71,6 +82,13 @@ type LifecycleReconciler struct {
 	// Timeout bounds one Init, Heal or Join; zero: cluster.DefaultTimeout.
 	// Asking the nodes (Status) is bounded by statusTimeout.
 	Timeout time.Duration
+	// CertManager says whether the cert-manager Certificate kind is served:
+	// then a Certificate's new revision (a renewal) wakes the controller.
+	CertManager bool
+
+	// reloads counts the looks that found a node behind the TLS Secret's
+	// certificate.
+	reloads reloadTracker
 }
 
 // Reconcile looks at one StatefulSet's cluster and takes the next step.
@@ -78,9 +96,13 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	logger := log.FromContext(ctx)
 	sts := &appsv1.StatefulSet{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.reloads.forget(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sts.DeletionTimestamp.IsZero() || !defaults.IsLabeled(sts) {
+		r.reloads.forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
 	p, errs := config.Effective(r.Policy, sts.Annotations, field.NewPath("metadata", "annotations"))
@@ -115,12 +137,24 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	logger.V(1).Info("cluster status", "state", report.State, "slots", report.SlotsCovered, "next", next.String(), "why", why)
 	switch next {
 	case stepNone:
+		again := okInterval
 		if suspects(report) {
 			// A node the cluster does not agree is down yet (fail?) may be the
 			// node of a pod scaled away, to forget once it is flagged fail.
-			return reconcile.Result{RequeueAfter: waitInterval}, nil
+			again = waitInterval
 		}
-		return reconcile.Result{RequeueAfter: okInterval}, nil
+		if p.TLSEnabled() {
+			// A renewed certificate is loaded in place, node by node, as
+			// the kubelet updates each pod's mounted Secret.
+			soon, err := r.reloadTLS(ctx, sts, &p, nodes, asking)
+			if err != nil {
+				return reconcile.Result{}, err
+			}
+			if soon > 0 {
+				again = min(again, soon)
+			}
+		}
+		return reconcile.Result{RequeueAfter: again}, nil
 	case stepWait:
 		logger.Info("cluster not ok; waiting", "why", why)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
@@ -193,15 +227,21 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 	return reconcile.Result{RequeueAfter: waitInterval}, nil
 }
 
-// SetupWithManager watches labeled StatefulSets and the pods they own.
+// SetupWithManager watches labeled StatefulSets and the pods they own and, with
+// cert-manager, the new revisions of the Certificates they own: a renewal is
+// loaded from then on, not at the next look at rest. A TLS Secret of the
+// user's own (tls.secretName) is not watched (no Secret is): its renewal is
+// seen at the next look, within okInterval.
 func (r *LifecycleReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("lifecycle").
 		For(&appsv1.StatefulSet{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			sts, ok := o.(*appsv1.StatefulSet)
 			return ok && defaults.IsLabeled(sts)
 		}), inManagedNamespace(r.ControllerNamespace))).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &appsv1.StatefulSet{}, handler.OnlyControllerOwner())).
-		WithOptions(crcontroller.Options{MaxConcurrentReconciles: 4}).
-		Complete(r)
+		Watches(&corev1.Pod{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &appsv1.StatefulSet{}, handler.OnlyControllerOwner()))
+	if r.CertManager {
+		b = b.Owns(&cmapi.Certificate{}, builder.WithPredicates(certificateIssued()))
+	}
+	return b.WithOptions(crcontroller.Options{MaxConcurrentReconciles: 4}).Complete(r)
 }

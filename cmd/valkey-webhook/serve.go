@@ -178,6 +178,7 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 			Recorder:            mgr.GetEventRecorder("valkey-webhook"),
 			Policy:              p,
 			ControllerNamespace: s.certs.namespace,
+			CertManager:         certManager,
 		}
 		if err := lifecycle.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the cluster lifecycle controller: %w", err)
