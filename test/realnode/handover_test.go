@@ -5,6 +5,7 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,16 @@ var _ = Describe("planned disruptions of a running cluster: rolls, drains, delet
 
 		By("each old pod's log: a master handed over and saw the switch, a replica stopped at once")
 		handedOver := 0
+		var timeline []string
+		for pod, log := range logs.wait() {
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, preStopLog) {
+					timeline = append(timeline, pod+" "+l)
+				}
+			}
+		}
+		slices.SortFunc(timeline, func(a, b string) int { return strings.Compare(strings.Fields(a)[1], strings.Fields(b)[1]) })
+		AddReportEntry("the preStop hooks, by time", strings.Join(timeline, "\n"))
 		for pod, log := range logs.wait() {
 			lines := preStopLines(log)
 			Expect(lines).NotTo(BeEmpty(), "%s's preStop hook logged what it did:\n%s", pod, log)
@@ -81,8 +92,8 @@ var _ = Describe("planned disruptions of a running cluster: rolls, drains, delet
 	})
 
 	It("keeps a new replica unready until its initial sync is done, and the PDB meanwhile refuses to evict a healthy pod", func(ctx SpecContext) {
-		By("the masters send their data slowly (rdb-key-save-delay), so that a full sync takes seconds")
-		masters := c.setOnMasters(ctx, "rdb-key-save-delay", "30000")
+		By("the masters send their data slowly (rdb-key-save-delay, per key), so that a full sync takes about 30 s, past the probe's failure threshold")
+		masters := c.slowSync(ctx, 30*time.Second)
 		DeferCleanup(func(ctx SpecContext) { c.setOn(ctx, masters, "rdb-key-save-delay", "0") })
 
 		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=7")
@@ -184,7 +195,7 @@ func followValkeyLogs(ctx context.Context, c *valkeyCluster, pods ...string) *po
 	l := &podLogs{logs: map[string]string{}}
 	for _, pod := range pods {
 		l.wg.Go(func() {
-			out, _, _ := run(ctx, "", "-n", c.ns, "logs", "-f", pod, "-c", "valkey", "--since=1s")
+			out, _, _ := run(ctx, "", "-n", c.ns, "logs", "-f", pod, "-c", "valkey", "--since=1s", "--timestamps")
 			l.mu.Lock()
 			l.logs[pod] = out
 			l.mu.Unlock()
@@ -210,6 +221,9 @@ type writer struct {
 	written  map[string]string
 	stall    time.Duration
 	failures int
+	// worst says when the longest write began and what its failed attempts
+	// answered.
+	worst string
 }
 
 // startWriter starts a writer of keys named prefix:N. It gives up on a key after
@@ -227,6 +241,7 @@ func startWriter(ctx context.Context, c *valkeyCluster, prefix string) *writer {
 		for n := 0; wctx.Err() == nil; n++ {
 			k, v := fmt.Sprintf("%s:%d", prefix, n), strconv.Itoa(n)
 			first := time.Now()
+			var errs []string
 			for {
 				attempt, cancelAttempt := context.WithTimeout(ctx, time.Second)
 				err := cl.Do(attempt, cl.B().Set().Key(k).Value(v).Build()).Error()
@@ -235,10 +250,14 @@ func startWriter(ctx context.Context, c *valkeyCluster, prefix string) *writer {
 					break
 				}
 				w.failures++
+				errs = append(errs, fmt.Sprintf("%s %v", time.Since(first).Round(time.Millisecond), err))
 				Expect(time.Since(first)).To(BeNumerically("<", settle), "SET %s keeps failing: %v", k, err)
 				time.Sleep(10 * time.Millisecond)
 			}
-			w.stall = max(w.stall, time.Since(first))
+			if took := time.Since(first); took > w.stall {
+				w.stall = took
+				w.worst = fmt.Sprintf("began %s; failed attempts:\n%s", first.Format("15:04:05.000"), strings.Join(errs, "\n"))
+			}
 			w.written[k] = v
 		}
 	}()
@@ -250,6 +269,7 @@ func startWriter(ctx context.Context, c *valkeyCluster, prefix string) *writer {
 func (w *writer) stop() (map[string]string, time.Duration, int) {
 	w.cancel()
 	<-w.done
+	AddReportEntry("the writer's longest write", w.worst)
 	return w.written, w.stall, w.failures
 }
 
@@ -303,18 +323,24 @@ func (c *valkeyCluster) replicationInfo(ctx context.Context, ip string) map[stri
 	return cluster.ParseInfo(s)
 }
 
-// setOnMasters sets a config parameter on every master and returns their addresses.
-func (c *valkeyCluster) setOnMasters(ctx context.Context, name, value string) []string {
+// slowSync sets rdb-key-save-delay on every master so that sending its keys to a
+// new replica takes about d, and returns the masters' addresses.
+func (c *valkeyCluster) slowSync(ctx context.Context, d time.Duration) []string {
 	GinkgoHelper()
 	var masters []string
 	for _, addr := range c.addresses(ctx) {
 		role, err := c.role(ctx, addr)
 		Expect(err).NotTo(HaveOccurred())
-		if role == "master" {
-			masters = append(masters, addr)
+		if role != "master" {
+			continue
 		}
+		masters = append(masters, addr)
+		cl := c.nodeClient(addr)
+		keys, err := cl.Do(ctx, cl.B().Dbsize().Build()).AsInt64()
+		cl.Close()
+		Expect(err).NotTo(HaveOccurred())
+		c.setOn(ctx, []string{addr}, "rdb-key-save-delay", strconv.FormatInt(max(1, d.Microseconds()/max(keys, 1)), 10))
 	}
-	c.setOn(ctx, masters, name, value)
 	return masters
 }
 
