@@ -76,6 +76,7 @@ func run(bin, out, repo string) error {
 		{"pause", "./hack/node/pause", "-s -w"},
 		{"exporter-stand-in", "./hack/node/exporter-stand-in", "-s -w"},
 		{"clusterclient", "./test/realnode/clusterclient", "-s -w"},
+		{"writer", "./test/realnode/writer", "-s -w"},
 		// As the Dockerfile builds it.
 		{"valkey-webhook", "./cmd/valkey-webhook", "-s -w"},
 	} {
@@ -112,6 +113,8 @@ func run(bin, out, repo string) error {
 			}},
 		{role: "cluster-client", ref: Prefix + "cluster-client:dev", entrypoint: []string{"/clusterclient"}, user: "65534:65534",
 			build: func(l *layer) error { l.etc(nil); return l.file("/clusterclient", built["clusterclient"], 0o755) }},
+		{role: "availability-writer", ref: Prefix + "availability-writer:dev", entrypoint: []string{"/writer"}, user: "65534:65534",
+			build: func(l *layer) error { l.etc(nil); return l.file("/writer", built["writer"], 0o755) }},
 		{role: "valkey-webhook", ref: Prefix + "valkey-webhook:dev", entrypoint: []string{"/valkey-webhook"}, cmd: []string{"serve"}, user: "65532:65532",
 			build: func(l *layer) error {
 				// The distroless static nonroot base: passwd, group, /tmp, CA roots.
