@@ -57,6 +57,7 @@ verify:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags realnode ./test/realnode
+	$(GO) vet -tags 'realnode availability' ./test/realnode
 	$(GO) mod tidy -diff
 
 ## vulncheck: govulncheck on the module, offline, against a database built once from
@@ -140,3 +141,22 @@ LIFECYCLEFLAGS ?=
 .PHONY: bench-lifecycle
 bench-lifecycle:
 	$(GO) run ./test/bench/lifecycle $(LIFECYCLEFLAGS)
+
+## bench-availability: on the real node (make node-up's node, started and removed
+## by it; root and Linux), a valkey-go cluster client in a pod (test/realnode/writer)
+## writes all along to keys over all slots, each write retried every 10 ms until it
+## succeeds, through a config roll, a TLS certificate renewal, a drain of every pod
+## through the Eviction API, a rollout restart of valkey-webhook, and a master
+## killed with --force; per operation the longest stall, the failed attempts and
+## the keys read back of those written, with the goals' verdicts. About half an
+## hour by estimate; not part of `make test`. The last line is machine-readable; the
+## method and the figures are in docs/benchmarks.md. AVAILABILITY_WRITERS sets the
+## writers (8).
+AVAILABILITY_REPORT ?= $(or $(TMPDIR),/tmp)/valkey-webhook-availability.txt
+.PHONY: bench-availability
+bench-availability:
+	@hack/node/build.sh > /dev/null
+	@rm -f '$(AVAILABILITY_REPORT)'
+	@AVAILABILITY_REPORT='$(AVAILABILITY_REPORT)' $(GO) test -tags 'realnode availability' -count=1 -timeout 150m -v ./test/realnode \
+	  -ginkgo.label-filter=availability -ginkgo.timeout=140m -ginkgo.v; rc=$$?; \
+	  if [ -s '$(AVAILABILITY_REPORT)' ]; then echo; cat '$(AVAILABILITY_REPORT)'; fi; exit $$rc
