@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,11 @@ import (
 // controller asks again every reloadInterval; after reloadPatience looks in a row
 // (about 5 minutes, twice what the kubelet usually takes) that still find a node
 // behind, it records a Warning and goes back to looking every okInterval.
+//
+// The Normal Event is recorded once per renewal, when every node serves it:
+// client-go's event recorder folds Events of the same reason on the same object
+// within 6 minutes into a series that keeps the first one's note, so an Event at
+// each look that reloads some pods would show only the first.
 const (
 	reloadInterval = 10 * time.Second
 	reloadPatience = 30
@@ -56,14 +63,14 @@ func (r *LifecycleReconciler) reloadTLS(ctx context.Context, sts *appsv1.Statefu
 	}
 	rep := summarizeReload(pods, res, want)
 	secret := sts.Namespace + "/" + defaults.TLSSecretName(sts, p)
-	look := r.reloads.look(key, want, len(rep.behind)+len(rep.refused) > 0, time.Now())
-	v := reloadVerdict(rep, look.attempts)
-	logger := log.FromContext(ctx)
-	if len(rep.reloaded) > 0 {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonCertificateReloaded, "ReloadTLS", "%s", reloadedNote(rep, secret, want, len(nodes)))
-	}
+	look := r.reloads.look(key, want, rep, time.Now())
+	v := reloadVerdict(rep, look)
 	if len(rep.behind) > 0 {
-		logger.Info("not every node serves the TLS Secret's certificate yet; asking again", "secret", secret, "serial", serialOf(want), "behind", rep.behind, "look", look.attempts)
+		log.FromContext(ctx).Info("not every node serves the TLS Secret's certificate yet; asking again",
+			"secret", secret, "serial", serialOf(want), "reloaded", look.reloaded, "behind", rep.behind, "look", look.attempts)
+	}
+	if v.reloaded {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonCertificateReloaded, "ReloadTLS", "%s", reloadedNote(look, secret, want, len(nodes)))
 	}
 	if v.warn {
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonCertificateNotReloaded, "ReloadTLS", "%s", notReloadedNote(rep, secret, want, sts.Namespace, look))
@@ -128,33 +135,37 @@ type verdict struct {
 	again time.Duration
 	// warn asks for a Warning Event.
 	warn bool
+	// reloaded asks for the Normal Event: every node serves the certificate,
+	// and this controller loaded it on some.
+	reloaded bool
 }
 
-// reloadVerdict decides, from one look and how many looks in a row (this one
-// included) found the same wanted certificate not served everywhere, how soon
-// to look again and whether to warn. A certificate that does not fit a node is
-// warned about at once, and only looked at again at rest: the Secret must
-// change. A node behind is asked again every reloadInterval, warned about at
-// the reloadPatience-th look, and asked at rest after that.
-func reloadVerdict(rep reloadReport, attempts int) verdict {
+// reloadVerdict decides, from one look and the looks before it at the same
+// wanted certificate, how soon to look again and what to record. A certificate
+// that does not fit a node is warned about at once, and only looked at again at
+// rest: the Secret must change. A node behind is asked again every
+// reloadInterval, warned about at the reloadPatience-th look in a row, and asked
+// at rest after that. Once every node serves the certificate, the nodes loaded
+// meanwhile are recorded.
+func reloadVerdict(rep reloadReport, look reloadLook) verdict {
 	switch {
 	case len(rep.refused) > 0:
-		return verdict{warn: attempts == 1}
+		return verdict{warn: look.attempts == 1}
 	case len(rep.behind) == 0:
-		return verdict{}
-	case attempts < reloadPatience:
+		return verdict{reloaded: len(look.reloaded) > 0}
+	case look.attempts < reloadPatience:
 		return verdict{again: reloadInterval}
 	default:
-		return verdict{warn: attempts == reloadPatience}
+		return verdict{warn: look.attempts == reloadPatience}
 	}
 }
 
-func reloadedNote(rep reloadReport, secret string, want *x509.Certificate, nodes int) string {
+func reloadedNote(look reloadLook, secret string, want *x509.Certificate, nodes int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "loaded the certificate of Secret %s (serial %s, valid until %s) in place on %d node(s), %s, with CONFIG SET: no pod restarted; %d of %d nodes serve it",
-		secret, serialOf(want), want.NotAfter.UTC().Format(time.RFC3339), len(rep.reloaded), strings.Join(rep.reloaded, ", "), rep.serving, nodes)
-	if len(rep.behind) > 0 {
-		fmt.Fprintf(&b, "; still serving another: %s (the kubelet has not updated their mounted Secret yet): asking again every %s", strings.Join(rep.behind, ", "), reloadInterval)
+	fmt.Fprintf(&b, "loaded the certificate of Secret %s (serial %s, valid until %s) in place on %d node(s), %s, with CONFIG SET: no pod restarted; all %d nodes serve it",
+		secret, serialOf(want), want.NotAfter.UTC().Format(time.RFC3339), len(look.reloaded), strings.Join(look.reloaded, ", "), nodes)
+	if look.attempts > 0 {
+		fmt.Fprintf(&b, " (%d look(s) over %s found nodes whose mounted Secret the kubelet had not updated yet)", look.attempts, look.since.Round(time.Second))
 	}
 	return b.String()
 }
@@ -178,44 +189,59 @@ func serialOf(c *x509.Certificate) string {
 	return fmt.Sprintf("%X", c.SerialNumber.Bytes())
 }
 
-// reloadTracker counts, per StatefulSet, the looks in a row that found a
-// certificate not served by every node. It lives in memory: a restarted or newly
-// elected controller counts again from zero.
+// reloadTracker remembers, per StatefulSet, the looks at one wanted certificate
+// until every node serves it: how many in a row found a node behind, and which
+// pods were loaded. It lives in memory: a restarted or newly elected controller
+// counts again from zero.
 type reloadTracker struct {
 	mu      sync.Mutex
 	pending map[types.NamespacedName]*reloadLook
 }
 
-// reloadLook is how long one StatefulSet's nodes have been behind one wanted
-// certificate.
+// reloadLook is what the looks at one StatefulSet's nodes for one wanted
+// certificate found so far.
 type reloadLook struct {
-	raw      []byte
+	raw []byte
+	// attempts counts the looks that found a node behind (or the certificate
+	// refused), this one included; first is when the first of them was.
 	attempts int
 	first    time.Time
 	since    time.Duration
+	// reloaded are the pods these looks made serve the certificate, in order.
+	reloaded []string
 }
 
-// look records one look at key's nodes for want: behind says whether some node
-// does not serve it. It returns the count of looks in a row, this one included,
-// that found it behind (0 when it is not).
-func (t *reloadTracker) look(key types.NamespacedName, want *x509.Certificate, behind bool, now time.Time) reloadLook {
+// look records one look at key's nodes for want, and returns what the looks
+// at want found so far, this one included. Once no node is behind, key is
+// forgotten: the next look starts afresh.
+func (t *reloadTracker) look(key types.NamespacedName, want *x509.Certificate, rep reloadReport, now time.Time) reloadLook {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !behind {
-		delete(t.pending, key)
-		return reloadLook{}
-	}
 	if t.pending == nil {
 		t.pending = map[types.NamespacedName]*reloadLook{}
 	}
 	l := t.pending[key]
-	if l == nil || string(l.raw) != string(want.Raw) {
-		l = &reloadLook{raw: want.Raw, first: now}
+	if l == nil || !bytes.Equal(l.raw, want.Raw) {
+		l = &reloadLook{raw: want.Raw}
 		t.pending[key] = l
+	}
+	for _, pod := range rep.reloaded {
+		if !slices.Contains(l.reloaded, pod) {
+			l.reloaded = append(l.reloaded, pod)
+		}
+	}
+	if len(rep.behind) == 0 && len(rep.refused) == 0 {
+		delete(t.pending, key)
+		return *l
+	}
+	if l.attempts == 0 {
+		l.first = now
 	}
 	l.attempts++
 	l.since = now.Sub(l.first)
-	return *l
+	out := *l
+	out.reloaded = slices.Clone(l.reloaded)
+	return out
 }
 
 // forget drops what is known of key.

@@ -24,9 +24,9 @@ func TestSummarizeReload(t *testing.T) {
 	old, want := cert(0x0a, until), cert(0x03e9, until)
 	pods := []string{"cache-0", "cache-1", "cache-2", "cache-3", "cache-4", "cache-5"}
 	res := []cluster.TLSReload{
-		{Before: old, After: want, Sent: true},              // reloaded now
-		{Before: want, After: want},                         // served it already
-		{Before: old, After: old, Sent: true},               // its files are still old
+		{Before: old, After: want, Sent: true}, // reloaded now
+		{Before: want, After: want},            // served it already
+		{Before: old, After: old, Sent: true},  // its files are still old
 		{Before: old, After: old, Error: "node x: CONFIG SET ...: ERR Unable to update TLS configuration"},
 		{Error: "node y: not reachable (connection refused)"}, // not asked
 		{Before: old, After: old, Refused: "the certificate does not name cache-5.cache-headless.team-a.svc.cluster.local"},
@@ -51,22 +51,22 @@ func TestReloadVerdict(t *testing.T) {
 	behind := reloadReport{serving: 3, behind: []string{"cache-3 (serial 0A)"}}
 	refused := reloadReport{refused: []string{"cache-0: the certificate expired at ..."}}
 	for _, tt := range []struct {
-		name     string
-		rep      reloadReport
-		attempts int
-		want     verdict
+		name string
+		rep  reloadReport
+		look reloadLook
+		want verdict
 	}{
-		{"every node serves it: at rest", reloadReport{serving: 6}, 0, verdict{}},
-		{"every node serves it, some just reloaded: at rest", reloadReport{serving: 6, reloaded: []string{"cache-0"}}, 0, verdict{}},
-		{"a node behind: soon again, no warning", behind, 1, verdict{again: reloadInterval}},
-		{"still behind, within patience", behind, reloadPatience - 1, verdict{again: reloadInterval}},
-		{"behind at the last look of patience: a warning, then at rest", behind, reloadPatience, verdict{warn: true}},
-		{"behind past patience: at rest, warned already", behind, reloadPatience + 1, verdict{}},
-		{"a certificate that does not fit: a warning at once, at rest", refused, 1, verdict{warn: true}},
-		{"still does not fit: warned already", refused, 2, verdict{}},
-		{"does not fit some, others behind: the Secret must change first", reloadReport{refused: refused.refused, behind: behind.behind}, 1, verdict{warn: true}},
+		{"every node serves it, nothing loaded: at rest, no Event", reloadReport{serving: 6}, reloadLook{}, verdict{}},
+		{"every node serves it, some loaded by these looks: the Event", reloadReport{serving: 6}, reloadLook{attempts: 3, reloaded: []string{"cache-0"}}, verdict{reloaded: true}},
+		{"a node behind: soon again, no Event yet", behind, reloadLook{attempts: 1, reloaded: []string{"cache-0"}}, verdict{again: reloadInterval}},
+		{"still behind, within patience", behind, reloadLook{attempts: reloadPatience - 1}, verdict{again: reloadInterval}},
+		{"behind at the last look of patience: a warning, then at rest", behind, reloadLook{attempts: reloadPatience}, verdict{warn: true}},
+		{"behind past patience: at rest, warned already", behind, reloadLook{attempts: reloadPatience + 1}, verdict{}},
+		{"a certificate that does not fit: a warning at once, at rest", refused, reloadLook{attempts: 1}, verdict{warn: true}},
+		{"still does not fit: warned already", refused, reloadLook{attempts: 2}, verdict{}},
+		{"does not fit some, others behind: the Secret must change first", reloadReport{refused: refused.refused, behind: behind.behind}, reloadLook{attempts: 1}, verdict{warn: true}},
 	} {
-		if got := reloadVerdict(tt.rep, tt.attempts); got != tt.want {
+		if got := reloadVerdict(tt.rep, tt.look); got != tt.want {
 			t.Errorf("%s: reloadVerdict = %+v, want %+v", tt.name, got, tt.want)
 		}
 	}
@@ -78,29 +78,37 @@ func TestReloadTracker(t *testing.T) {
 	other := types.NamespacedName{Namespace: "team-a", Name: "other"}
 	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	a, b := cert(1, t0), cert(2, t0)
+	behind := func(reloaded ...string) reloadReport {
+		return reloadReport{reloaded: reloaded, behind: []string{"cache-5 (serial 01)"}}
+	}
+	done := func(reloaded ...string) reloadReport { return reloadReport{reloaded: reloaded, serving: 6} }
 	steps := []struct {
 		key    types.NamespacedName
 		want   *x509.Certificate
-		behind bool
+		rep    reloadReport
 		at     time.Duration
 		expect reloadLook
 	}{
-		{key, a, true, 0, reloadLook{raw: a.Raw, attempts: 1, first: t0}},
-		{key, a, true, 10 * time.Second, reloadLook{raw: a.Raw, attempts: 2, first: t0, since: 10 * time.Second}},
-		{other, a, true, 15 * time.Second, reloadLook{raw: a.Raw, attempts: 1, first: t0.Add(15 * time.Second)}},
-		{key, b, true, 20 * time.Second, reloadLook{raw: b.Raw, attempts: 1, first: t0.Add(20 * time.Second)}},
-		{key, b, false, 30 * time.Second, reloadLook{}},
-		{key, b, true, 40 * time.Second, reloadLook{raw: b.Raw, attempts: 1, first: t0.Add(40 * time.Second)}},
-		{other, a, true, 45 * time.Second, reloadLook{raw: a.Raw, attempts: 2, first: t0.Add(15 * time.Second), since: 30 * time.Second}},
+		{key, a, done(), 0, reloadLook{raw: a.Raw}},
+		{key, a, behind(), 0, reloadLook{raw: a.Raw, attempts: 1, first: t0}},
+		{key, a, behind("cache-0", "cache-1"), 10 * time.Second, reloadLook{raw: a.Raw, attempts: 2, first: t0, since: 10 * time.Second, reloaded: []string{"cache-0", "cache-1"}}},
+		{other, a, behind(), 15 * time.Second, reloadLook{raw: a.Raw, attempts: 1, first: t0.Add(15 * time.Second)}},
+		{key, a, behind("cache-1", "cache-2"), 20 * time.Second, reloadLook{raw: a.Raw, attempts: 3, first: t0, since: 20 * time.Second, reloaded: []string{"cache-0", "cache-1", "cache-2"}}},
+		{key, a, done("cache-5"), 30 * time.Second, reloadLook{raw: a.Raw, attempts: 3, first: t0, since: 20 * time.Second, reloaded: []string{"cache-0", "cache-1", "cache-2", "cache-5"}}},
+		{key, a, done(), 40 * time.Second, reloadLook{raw: a.Raw}},
+		{key, a, behind("cache-0"), 50 * time.Second, reloadLook{raw: a.Raw, attempts: 1, first: t0.Add(50 * time.Second), reloaded: []string{"cache-0"}}},
+		{key, b, behind(), 60 * time.Second, reloadLook{raw: b.Raw, attempts: 1, first: t0.Add(60 * time.Second)}},
+		{key, b, done("cache-3"), 70 * time.Second, reloadLook{raw: b.Raw, attempts: 1, first: t0.Add(60 * time.Second), reloaded: []string{"cache-3"}}},
+		{other, a, behind(), 75 * time.Second, reloadLook{raw: a.Raw, attempts: 2, first: t0.Add(15 * time.Second), since: time.Minute}},
 	}
 	for i, s := range steps {
-		got := tr.look(s.key, s.want, s.behind, t0.Add(s.at))
+		got := tr.look(s.key, s.want, s.rep, t0.Add(s.at))
 		if diff := cmp.Diff(s.expect, got, cmp.AllowUnexported(reloadLook{})); diff != "" {
 			t.Errorf("step %d (-want +got):\n%s", i, diff)
 		}
 	}
 	tr.forget(other)
-	if got := tr.look(other, a, true, t0.Add(time.Minute)); got.attempts != 1 {
+	if got := tr.look(other, a, behind(), t0.Add(2*time.Minute)); got.attempts != 1 {
 		t.Errorf("after forget: attempts = %d, want 1", got.attempts)
 	}
 }
@@ -108,14 +116,15 @@ func TestReloadTracker(t *testing.T) {
 func TestReloadNotes(t *testing.T) {
 	until := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 	want := cert(0x03e9, until)
-	partial := reloadReport{reloaded: []string{"cache-0", "cache-1"}, serving: 3, behind: []string{"cache-3 (serial 0A)"}}
-	if got, expect := reloadedNote(partial, "team-a/cache-tls", want, 4),
-		"loaded the certificate of Secret team-a/cache-tls (serial 03E9, valid until 2026-09-01T00:00:00Z) in place on 2 node(s), cache-0, cache-1, with CONFIG SET: no pod restarted; 3 of 4 nodes serve it; still serving another: cache-3 (serial 0A) (the kubelet has not updated their mounted Secret yet): asking again every 10s"; got != expect {
+	staggered := reloadLook{attempts: 3, since: 20*time.Second + 300*time.Millisecond, reloaded: []string{"cache-0", "cache-1", "cache-2", "cache-3"}}
+	if got, expect := reloadedNote(staggered, "team-a/cache-tls", want, 4),
+		"loaded the certificate of Secret team-a/cache-tls (serial 03E9, valid until 2026-09-01T00:00:00Z) in place on 4 node(s), cache-0, cache-1, cache-2, cache-3, with CONFIG SET: no pod restarted; all 4 nodes serve it "+
+			"(3 look(s) over 20s found nodes whose mounted Secret the kubelet had not updated yet)"; got != expect {
 		t.Errorf("reloadedNote =\n%s\nwant\n%s", got, expect)
 	}
-	done := reloadReport{reloaded: []string{"cache-3"}, serving: 4}
-	if got, expect := reloadedNote(done, "team-a/cache-tls", want, 4),
-		"loaded the certificate of Secret team-a/cache-tls (serial 03E9, valid until 2026-09-01T00:00:00Z) in place on 1 node(s), cache-3, with CONFIG SET: no pod restarted; 4 of 4 nodes serve it"; got != expect {
+	atOnce := reloadLook{reloaded: []string{"cache-3"}}
+	if got, expect := reloadedNote(atOnce, "team-a/cache-tls", want, 4),
+		"loaded the certificate of Secret team-a/cache-tls (serial 03E9, valid until 2026-09-01T00:00:00Z) in place on 1 node(s), cache-3, with CONFIG SET: no pod restarted; all 4 nodes serve it"; got != expect {
 		t.Errorf("reloadedNote =\n%s\nwant\n%s", got, expect)
 	}
 	look := reloadLook{attempts: reloadPatience, since: 290*time.Second + 400*time.Millisecond}
