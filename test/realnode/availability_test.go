@@ -10,6 +10,7 @@ package realnode
 // wrote is read back once the cluster is healthy again.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -369,7 +370,7 @@ var _ = Describe("availability during planned operations (make bench-availabilit
 				for name, p := range pods {
 					served, err := availServedCert(ctx, c, p.Status.PodIP, podDNS(name))
 					g.Expect(err).NotTo(HaveOccurred(), name)
-					g.Expect(served.Raw).To(Equal(renewed), "%s serves the new certificate (serial %s)", name, served.SerialNumber)
+					g.Expect(bytes.Equal(served.Raw, renewed)).To(BeTrue(), "%s serves the new certificate (it serves serial %s)", name, served.SerialNumber)
 				}
 			}).WithContext(ctx).WithTimeout(10 * time.Minute).WithPolling(time.Second).Should(Succeed())
 			servedAfter := time.Since(changed)
