@@ -19,6 +19,12 @@ const (
 	// 5 s when the replica cannot catch up, and the switch is seen within
 	// milliseconds after it succeeds.
 	MaxHandover = 20
+	// HandoverLinger is how long a master that handed over goes on serving,
+	// answering MOVED: a cluster client refreshes its slot map within a second
+	// of its first MOVED (valkey-go waits up to 1 s), and one that learns of the
+	// switch only from a dead connection retries against the old address for
+	// seconds (measured on the real node: 7.5 s with valkey-go's 5 s dial timeout).
+	HandoverLinger = 2
 	// defaultGracePeriod is the API server's default terminationGracePeriodSeconds.
 	defaultGracePeriod = 30
 )
@@ -36,17 +42,21 @@ func HandoverSeconds(grace *int64) int {
 }
 
 // handoverScript is the preStop hook of the valkey container. A master that
-// serves slots asks its most up-to-date replica in sync (online, acknowledged
-// within the last second) to take over with CLUSTER FAILOVER, which pauses the
-// master's clients until the replica has every acknowledged write, and waits
-// until the master sees itself a replica; then the kubelet sends SIGTERM. A
-// replica, a master without slots or replicas in sync, or anything that fails
-// stops at once, as without the hook. Every step is bounded (timeout, the
-// deadline), so the hook never holds the pod past its grace period. It logs to
-// the container's log (PID 1's stdout), since the kubelet keeps a hook's output
-// only when the hook fails.
+// serves slots asks each of its replicas (from CLUSTER NODES, at the addresses
+// the cluster knows them by) how it is: a replica whose link to this master is
+// up with its initial sync done is in sync. It asks the one with the highest
+// replication offset to take over with CLUSTER FAILOVER, which pauses this
+// master's clients until the replica has processed every acknowledged write (or
+// gives up after 5 s, and nothing changes), and waits until this node sees itself
+// a replica. It then goes on serving for HandoverLinger, answering MOVED, so that
+// cluster clients learn the new master from this node rather than from a
+// connection that fails; then the kubelet sends SIGTERM. A replica, a master without slots or
+// without a replica in sync, and anything that fails stop at once, as without the
+// hook. Every step is bounded (timeout, the deadline), so the hook never holds the
+// pod past its grace period. It logs to the container's log (PID 1's stdout), as
+// the kubelet keeps a hook's output only when the hook fails.
 //
-// Placeholders: @SECONDS@ the budget, @CLI@ valkey-cli with its port, TLS and
+// Placeholders: @SECONDS@ the budget, @LINGER@ HandoverLinger, @CLI@ valkey-cli with its TLS and
 // client-certificate flags, @PORT@ the local server's port, @AUTH@ the line that
 // exports the password.
 const handoverScript = `log() { echo "valkey-webhook preStop: $*" >>/proc/1/fd/1 2>/dev/null; }
@@ -55,26 +65,38 @@ end=$(($(date +%s) + @SECONDS@))
 if [ @SECONDS@ -le 0 ]; then log "terminationGracePeriodSeconds leaves no time for a hand-over: stopping at once"; exit 0; fi
 role=$(cli 127.0.0.1 @PORT@ role | head -n 1)
 if [ "$role" != master ]; then log "role ${role:-unknown}: stopping at once"; exit 0; fi
-set -- $(cli 127.0.0.1 @PORT@ cluster nodes | grep myself)
+nodes=$(cli 127.0.0.1 @PORT@ cluster nodes)
+set -- $(echo "$nodes" | grep myself)
 if [ $# -lt 9 ]; then log "a master without slots: stopping at once"; exit 0; fi
-best=; top=-1
-for r in $(cli 127.0.0.1 @PORT@ info replication | grep '^slave[0-9]*:'); do
-  ip=$(echo "$r" | sed -n 's/.*ip=\([^,]*\).*/\1/p')
-  port=$(echo "$r" | sed -n 's/.*port=\([0-9]*\).*/\1/p')
-  state=$(echo "$r" | sed -n 's/.*state=\([^,]*\).*/\1/p')
-  off=$(echo "$r" | sed -n 's/.*offset=\([0-9]*\).*/\1/p')
-  lag=$(echo "$r" | sed -n 's/.*lag=\([0-9]*\).*/\1/p')
-  if [ "$state" = online ] && [ "${lag:-9}" -le 1 ] && [ "${off:-0}" -gt "$top" ]; then best=$ip; bport=$port; top=$off; fi
+me=$1; best=; top=-1
+for a in $(echo "$nodes" | while read -r id addr flags master rest; do
+  case "$master:$flags" in "$me:"*fail*|"$me:"*noaddr*|"$me:"*handshake*) ;; "$me:"*) echo "${addr%%@*}" ;; esac
+done); do
+  ip=${a%:*}; port=${a##*:}
+  info=$(cli "$ip" "$port" info replication)
+  if echo "$info" | grep -qx master_link_status:up && echo "$info" | grep -qx master_sync_in_progress:0; then
+    off=$(echo "$info" | sed -n 's/^slave_repl_offset://p')
+    if [ "${off:-0}" -gt "$top" ]; then best=$ip; bport=$port; top=$off; fi
+  else
+    log "the replica at $a is not in sync (link up, initial sync done) or does not answer"
+  fi
 done
-if [ -z "$best" ]; then log "no replica in sync (online, acknowledged within 1 s): stopping without a hand-over; the cluster fails over after cluster-node-timeout"; exit 0; fi
-log "handing over to the replica at $best (offset $top)"
+if [ -z "$best" ]; then log "no replica in sync: stopping without a hand-over; the cluster fails over after cluster-node-timeout"; exit 0; fi
+log "handing over to the replica at $best:$bport (offset $top)"
 answer=$(cli "$best" "$bport" cluster failover)
-if [ "$answer" != OK ]; then log "CLUSTER FAILOVER at $best answered '$answer': stopping without a hand-over"; exit 0; fi
+if [ "$answer" != OK ]; then log "CLUSTER FAILOVER at $best:$bport answered '$answer': stopping without a hand-over"; exit 0; fi
+# Valkey gives a manual failover 5 s; past 10 s it will not happen.
+giveup=$(($(date +%s) + 10)); if [ "$giveup" -lt "$end" ]; then end=$giveup; fi
 while [ "$(date +%s)" -lt "$end" ]; do
-  if [ "$(cli 127.0.0.1 @PORT@ role | head -n 1)" = slave ]; then log "hand-over done: $best is the master"; exit 0; fi
+  if [ "$(cli 127.0.0.1 @PORT@ role | head -n 1)" = slave ]; then
+    rest=$((end - $(date +%s))); if [ "$rest" -gt @LINGER@ ]; then rest=@LINGER@; fi
+    log "hand-over done: $best:$bport is the master; answering MOVED for $rest s more"
+    if [ "$rest" -gt 0 ]; then sleep "$rest"; fi
+    exit 0
+  fi
   sleep 0.1 2>/dev/null || sleep 1
 done
-log "the hand-over was not seen within @SECONDS@ s: stopping anyway"
+log "the hand-over was not seen in time: stopping anyway"
 `
 
 // handoverHook is the valkey container's preStop hook for a pod of this grace
@@ -88,6 +110,7 @@ func handoverHook(p *config.Policy, grace *int64) *corev1.LifecycleHandler {
 		"@SECONDS@", fmt.Sprint(HandoverSeconds(grace)),
 		"@CLI@", "valkey-cli"+cliTLSFlags(p),
 		"@PORT@", fmt.Sprint(p.Valkey.Port),
+		"@LINGER@", fmt.Sprint(HandoverLinger),
 		"@AUTH@", auth,
 	).Replace(handoverScript)
 	return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", script}}}
