@@ -13,6 +13,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -122,6 +123,28 @@ var _ = Describe("planned disruptions of a running cluster: rolls, drains, delet
 		By("back to six pods: cache-6 holds no slots, the scale guard admits it and the nodes forget it")
 		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=6")
 		c.expectEvent(ctx, controller.ReasonNodesForgotten)
+		c.expectHealthy(ctx)
+	})
+
+	It("hands a master over with valkey-webhook's own Deployment scaled to zero: the hook needs nothing outside the pod", func(ctx SpecContext) {
+		keepWebhookLogs(ctx)
+		mustRun(ctx, "", "-n", webhookNS, "scale", "deployment/valkey-webhook", "--replicas=0")
+		DeferCleanup(func(ctx SpecContext) {
+			mustRun(ctx, "", "-n", webhookNS, "scale", "deployment/valkey-webhook", "--replicas=2")
+			mustRun(ctx, "", "-n", webhookNS, "rollout", "status", "deployment/valkey-webhook", "--timeout=5m")
+		})
+		Eventually(func(g Gomega) {
+			d := &appsv1.Deployment{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: webhookNS, Name: "valkey-webhook"}, d)).To(Succeed())
+			g.Expect(d.Status.Replicas).To(BeZero())
+		}).WithContext(ctx).WithTimeout(settle).Should(Succeed())
+
+		master, _ := c.aShard(ctx)
+		logs := followValkeyLogs(ctx, c, master)
+		mustRun(ctx, "", "-n", c.ns, "delete", "pod", master, "--wait=true", "--timeout=2m")
+		log := logs.wait()[master]
+		AddReportEntry("the master's preStop with no valkey-webhook running", strings.Join(preStopLines(log), "\n"))
+		Expect(preStopLines(log)).To(ContainElement(HavePrefix("hand-over done: ")), log)
 		c.expectHealthy(ctx)
 	})
 
