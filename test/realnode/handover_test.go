@@ -5,6 +5,7 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -250,10 +251,14 @@ type writer struct {
 }
 
 // startWriter starts a writer of keys named prefix:N. It gives up on a key after
-// settle, which fails the spec.
+// settle, which fails the spec. Its seed is the client Service, as a client's is:
+// valkey-go keeps its seed addresses for every slot-map refresh, and pod IPs that
+// a roll takes away would make each refresh wait out dial timeouts.
 func startWriter(ctx context.Context, c *valkeyCluster, prefix string) *writer {
 	GinkgoHelper()
-	cl, err := valkey.NewClient(c.clientOption(c.addresses(ctx)...))
+	svc := &corev1.Service{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: c.name}, svc)).To(Succeed())
+	cl, err := valkey.NewClient(c.clientOption(net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(valkeyPort))))
 	Expect(err).NotTo(HaveOccurred())
 	wctx, cancel := context.WithCancel(ctx)
 	w := &writer{cancel: cancel, done: make(chan struct{}), written: map[string]string{}}
