@@ -20,10 +20,9 @@ const (
 	// milliseconds after it succeeds.
 	MaxHandover = 20
 	// HandoverLinger is how long a master that handed over goes on serving,
-	// answering MOVED: a cluster client refreshes its slot map within a second
-	// of its first MOVED (valkey-go waits up to 1 s), and one that learns of the
-	// switch only from a dead connection retries against the old address for
-	// seconds (measured on the real node: 7.5 s with valkey-go's 5 s dial timeout).
+	// answering MOVED, before it stops: a client whose slot map still names it
+	// is redirected rather than failed, and refreshes its map meanwhile
+	// (valkey-go does within a random delay of up to 1 s after a MOVED).
 	HandoverLinger = 2
 	// defaultGracePeriod is the API server's default terminationGracePeriodSeconds.
 	defaultGracePeriod = 30
