@@ -30,11 +30,14 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
 )
 
-// mode is how the cluster runs.
+// mode is how the cluster runs. With tls, the TLS Secret is the team's own
+// (tls.secretName), or with issuer the companion Certificate's, which the test
+// issues as cert-manager would (run.issue).
 type mode struct {
-	name string
-	auth bool
-	tls  bool
+	name   string
+	auth   bool
+	tls    bool
+	issuer bool
 }
 
 var modes = []mode{
@@ -150,6 +153,8 @@ type run struct {
 	kubelet  *valkeyharness.Kubelet
 	password string
 	tls      *tls.Config
+	// files is the CA that signs the TLS Secret's certificates.
+	files *valkeyharness.TLSFiles
 	// keys is how many keys writeKeys and readKeys handle.
 	keys int
 }
@@ -171,17 +176,22 @@ func startRun(ctx context.Context, ns string, m mode, masters int) *run {
 	if m.tls {
 		files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
+		r.files = files
 		headless := defaults.HeadlessServiceName(sts)
-		data, err := files.SecretData("cache", []string{
-			fmt.Sprintf("*.%s.%s.svc.cluster.local", headless, ns), "localhost",
-		}, net.ParseIP("127.0.0.1"))
-		Expect(err).NotTo(HaveOccurred())
-		Expect(k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "cache-tls", Namespace: ns},
-			Type:       corev1.SecretTypeTLS,
-			Data:       data,
-		})).To(Succeed())
-		sts.Annotations[config.AnnotationPrefix+"tls.secretName"] = "cache-tls"
+		if m.issuer {
+			sts.Annotations[config.AnnotationPrefix+"tls.issuer"] = "ClusterIssuer/internal-ca"
+		} else {
+			data, err := files.SecretData("cache", []string{
+				fmt.Sprintf("*.%s.%s.svc.cluster.local", headless, ns), "localhost",
+			}, net.ParseIP("127.0.0.1"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(k8s.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "cache-tls", Namespace: ns},
+				Type:       corev1.SecretTypeTLS,
+				Data:       data,
+			})).To(Succeed())
+			sts.Annotations[config.AnnotationPrefix+"tls.secretName"] = "cache-tls"
+		}
 		sts.Annotations[config.AnnotationPrefix+"tls.authClients"] = "true"
 		r.tls = files.ClientConfig()
 		// Clients reach the pods by IP; the certificate names their DNS names.
@@ -201,6 +211,9 @@ func startRun(ctx context.Context, ns string, m mode, masters int) *run {
 
 	Expect(k8s.Create(ctx, sts)).To(Succeed())
 	r.sts = sts
+	if m.issuer {
+		r.issue(ctx)
+	}
 	if m.auth {
 		Eventually(func(g Gomega) {
 			s := &corev1.Secret{}

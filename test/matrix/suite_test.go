@@ -9,6 +9,10 @@
 // writing keys before and reading every one after: the cluster forms by itself,
 // a killed master's replica takes over, a full restart on all-new IPs heals by
 // itself, and a config change rolls one pod at a time.
+//
+// The cert-manager CRDs are installed, and the test plays cert-manager where a
+// StatefulSet sets tls.issuer: it writes the Secret and records the
+// Certificate's revision.
 package matrix
 
 import (
@@ -43,7 +47,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	_, err := exec.LookPath("valkey-server")
 	Expect(err).NotTo(HaveOccurred(), "valkey-server 8 must be installed (.ci/run installs it from bookworm-backports)")
 
-	cp, err = framework.Start(framework.Options{Webhooks: true})
+	cp, err = framework.Start(framework.Options{Webhooks: true, CertManagerCRDs: true})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)
 	k8s = cp.Client
