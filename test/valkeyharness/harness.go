@@ -446,7 +446,9 @@ func (c *Cluster) issueFiles(p *Pod) error {
 		files[defaults.AuthDir+"/"+name] = data
 	}
 	if c.TLS != nil {
-		tlsFiles, err := c.TLS.serverFiles(p.Name, p.IP)
+		// The pod's DNS name too, which the nodes announce with TLS.
+		dns := fmt.Sprintf("%s.%s.%s.svc.%s", p.Name, defaults.HeadlessServiceName(minimalStatefulSet()), p.Namespace, c.policy.TLS.ClusterDomain)
+		tlsFiles, err := c.TLS.serverFiles(p.Name, p.IP, dns)
 		if err != nil {
 			return err
 		}

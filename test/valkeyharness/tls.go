@@ -89,8 +89,8 @@ func (f *TLSFiles) ClientConfig() *tls.Config {
 // serverFiles are a pod's tls.crt, tls.key and ca.crt, the keys of its TLS
 // Secret, for a certificate naming its address (for server and client use: the
 // cluster bus and replication use it both ways).
-func (f *TLSFiles) serverFiles(name, ip string) (map[string][]byte, error) {
-	return f.SecretData(name, []string{name, "localhost"}, net.ParseIP(ip), net.ParseIP("127.0.0.1"))
+func (f *TLSFiles) serverFiles(name, ip, dns string) (map[string][]byte, error) {
+	return f.SecretData(name, []string{name, dns, "localhost"}, net.ParseIP(ip), net.ParseIP("127.0.0.1"))
 }
 
 // SecretData is the data of a kubernetes.io/tls Secret with ca.crt, for a
