@@ -93,35 +93,51 @@ var _ = Describe("planned disruptions of a running cluster: rolls, drains, delet
 		c.readBack(ctx, written)
 	})
 
-	It("keeps a new replica unready until its initial sync is done, and the PDB meanwhile refuses to evict a healthy pod", func(ctx SpecContext) {
+	It("keeps new replicas unready until their initial sync is done, and the PDB meanwhile evicts neither a healthy pod nor an unready one", func(ctx SpecContext) {
 		By("the masters send their data slowly (rdb-key-save-delay, per key), so that a full sync takes about 30 s, past the probe's failure threshold")
 		masters := c.slowSync(ctx, 30*time.Second)
 		DeferCleanup(func(ctx SpecContext) { c.setOn(ctx, masters, "rdb-key-save-delay", "0") })
 
-		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=7")
-		By("cache-6 joins as a replica and turns unready while it syncs (within the probe's failure threshold); the PDB then refuses to evict a healthy pod")
-		var unready bool
+		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=8")
+		By("cache-6 and cache-7 join as replicas and turn unready while they sync; with both unready, evicting cache-0 (ready) and cache-6 (unready) is refused")
+		newPods := []string{"cache-6", "cache-7"}
+		seen := map[string]bool{}
+		evictionsTried := false
+		evict := func(name string) error {
+			return k8s.SubResource("eviction").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: name}},
+				&policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: name}})
+		}
 		Eventually(func(g Gomega) {
-			pod := &corev1.Pod{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: "cache-6"}, pod)).To(Succeed())
-			g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
-			info := c.replicationInfo(ctx, pod.Status.PodIP)
-			syncing := info["role"] == "slave" && (info["master_link_status"] != "up" || info["master_sync_in_progress"] != "0")
-			ready := podReady(pod)
-			if !ready && syncing && !unready {
-				unready = true
-				err := k8s.SubResource("eviction").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "cache-0"}},
-					&policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "cache-0"}})
-				Expect(apierrors.IsTooManyRequests(err)).To(BeTrue(), "eviction of cache-0 refused with 429 while cache-6 is unready, got %v", err)
+			unreadyNow, done := 0, 0
+			for _, name := range newPods {
+				pod := &corev1.Pod{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: name}, pod)).To(Succeed())
+				g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
+				info := c.replicationInfo(ctx, pod.Status.PodIP)
+				syncing := info["role"] == "slave" && (info["master_link_status"] != "up" || info["master_sync_in_progress"] != "0")
+				ready := podReady(pod)
+				if !ready && syncing {
+					seen[name] = true
+					unreadyNow++
+				}
+				if seen[name] && ready {
+					Expect(syncing).To(BeFalse(), "%s is Ready again only once synced: %v", name, info)
+					done++
+				}
 			}
-			if unready && ready {
-				Expect(syncing).To(BeFalse(), "cache-6 is Ready again only once synced: %v", info)
+			if unreadyNow == len(newPods) && !evictionsTried {
+				evictionsTried = true
+				err := evict("cache-0")
+				Expect(apierrors.IsTooManyRequests(err)).To(BeTrue(), "eviction of cache-0 (ready) refused with 429 while two pods are unready, got %v", err)
+				err = evict("cache-6")
+				Expect(apierrors.IsTooManyRequests(err)).To(BeTrue(), "eviction of cache-6 (unready) refused with 429 while another pod is unready too (IfHealthyBudget), got %v", err)
 			}
-			g.Expect(unready && ready).To(BeTrue(), "cache-6 seen unready while syncing, then Ready")
+			g.Expect(done).To(Equal(len(newPods)), "cache-6 and cache-7 seen unready while syncing, then Ready: %v", seen)
 		}).WithContext(ctx).WithTimeout(settle).WithPolling(200 * time.Millisecond).Should(Succeed())
+		Expect(evictionsTried).To(BeTrue(), "both new pods were seen unready at the same time")
 		c.setOn(ctx, masters, "rdb-key-save-delay", "0")
 
-		By("back to six pods: cache-6 holds no slots, the scale guard admits it and the nodes forget it")
+		By("back to six pods: cache-6 and cache-7 hold no slots, the scale guard admits it and the nodes forget them")
 		mustRun(ctx, "", "-n", c.ns, "scale", "statefulset", c.name, "--replicas=6")
 		c.expectEvent(ctx, controller.ReasonNodesForgotten)
 		c.expectHealthy(ctx)

@@ -3,8 +3,14 @@
 package realnode
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -20,13 +26,16 @@ import (
 var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, func() {
 	c := &valkeyCluster{ns: "tls", name: "cache", pods: 6, keys: 200}
 	headless := fmt.Sprintf("cache-headless.%s.svc.cluster.local", c.ns)
+	tlsNames := []string{"*." + headless, fmt.Sprintf("cache.%s.svc.cluster.local", c.ns)}
+	var files *valkeyharness.TLSFiles
 
 	It("forms its cluster over TLS and serves a client in a pod that verifies every certificate", func(ctx SpecContext) {
 		mustRun(ctx, "", "create", "namespace", c.ns)
 		By("a certificate the test issues for the pods' DNS names, for server and client use (the cluster bus requires both)")
-		files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
+		var err error
+		files, err = valkeyharness.NewTLSFiles(GinkgoT().TempDir())
 		Expect(err).NotTo(HaveOccurred())
-		data, err := files.SecretData("cache", []string{"*." + headless, fmt.Sprintf("cache.%s.svc.cluster.local", c.ns)})
+		data, err := files.SecretData("cache", tlsNames)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(k8s.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: "cache-tls"},
@@ -92,4 +101,48 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 		}
 		Expect(verified).To(BeNumerically(">=", 3), "the client verified the certificate of every master it was redirected to, by its pod name")
 	})
+
+	It("loads a renewed certificate in place on every node: no pod restarts, every node serves it", func(ctx SpecContext) {
+		before := c.podsByName(ctx)
+		By("the Secret gets a new certificate from the same CA, as a renewal writes it")
+		data, err := files.SecretData("cache", tlsNames)
+		Expect(err).NotTo(HaveOccurred())
+		block, _ := pem.Decode(data["tls.crt"])
+		Expect(block).NotTo(BeNil())
+		renewed, err := x509.ParseCertificate(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		secret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: "cache-tls"}, secret)).To(Succeed())
+		secret.Data = data
+		Expect(k8s.Update(ctx, secret)).To(Succeed())
+		changed := time.Now()
+
+		By("the kubelet updates the mounted Secret, the controller loads it: every pod IP serves the new certificate, verified for its pod's name")
+		Eventually(func(g Gomega) {
+			for name, p := range c.podsByName(ctx) {
+				cfg := files.ClientConfig()
+				cfg.ServerName = name + "." + headless
+				conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", net.JoinHostPort(p.Status.PodIP, strconv.Itoa(valkeyPort)), cfg)
+				g.Expect(err).NotTo(HaveOccurred())
+				served := conn.ConnectionState().PeerCertificates[0]
+				_ = conn.Close()
+				g.Expect(served.SerialNumber).To(Equal(renewed.SerialNumber), "%s serves the renewed certificate", name)
+			}
+		}).WithContext(ctx).WithTimeout(6 * time.Minute).WithPolling(5 * time.Second).Should(Succeed())
+		AddReportEntry("the renewed certificate served by every node", fmt.Sprintf("%s after the Secret changed", time.Since(changed).Round(time.Second)))
+		c.expectEvent(ctx, controller.ReasonCertificateReloaded)
+
+		By("the same pods, never restarted")
+		after := c.podsByName(ctx)
+		Expect(after).To(HaveLen(len(before)))
+		for name, p := range after {
+			Expect(p.UID).To(Equal(before[name].UID), "%s is the same pod", name)
+			for _, cs := range p.Status.ContainerStatuses {
+				Expect(cs.RestartCount).To(BeZero(), "%s/%s did not restart", name, cs.Name)
+			}
+		}
+		c.expectHealthy(ctx)
+		c.readKeys(ctx)
+	})
+
 })
