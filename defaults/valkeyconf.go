@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -129,20 +128,4 @@ func FindContainer(cs []corev1.Container, name string) *corev1.Container {
 		}
 	}
 	return nil
-}
-
-// SecretChecksum is the value of the tls-checksum pod-template annotation: a hash of
-// every key and value of the TLS Secret, so that a renewed certificate rolls the pods.
-func SecretChecksum(data map[string][]byte) string {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%d:%s%d:", len(k), k, len(data[k]))
-		h.Write(data[k])
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
