@@ -104,6 +104,8 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 
 	It("loads a renewed certificate in place on every node: no pod restarts, every node serves it", func(ctx SpecContext) {
 		before := c.podsByName(ctx)
+		By("keys written from the host before the renewal (redirects to announced names dialed at the pod's IP)")
+		c.writeKeys(ctx)
 		By("the Secret gets a new certificate from the same CA, as a renewal writes it")
 		data, err := files.SecretData("cache", tlsNames)
 		Expect(err).NotTo(HaveOccurred())
@@ -142,6 +144,7 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 			}
 		}
 		c.expectHealthy(ctx)
+		By("every key read back over connections that verify the renewed certificate")
 		c.readKeys(ctx)
 	})
 
