@@ -121,6 +121,22 @@ func runHook(ctx context.Context, t *testing.T, c *valkeyharness.Cluster, p *val
 	return log, took
 }
 
+// expectNoHandOver runs the master's hook and expects it to skip its replica,
+// find none in sync and stay master.
+func expectNoHandOver(ctx context.Context, t *testing.T, c *valkeyharness.Cluster, s shard) {
+	t.Helper()
+	log, took := runHook(ctx, t, c, s.master, nil)
+	t.Logf("hook took %s:\n%s", took, log)
+	for _, want := range []string{"the replica at " + s.replica.Addr + " is not in sync", "no replica in sync: stopping without a hand-over"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the hook's log does not say %q:\n%s", want, log)
+		}
+	}
+	if got := role(ctx, t, c, s.master); got != "master" {
+		t.Errorf("the master is %s after the hook, want master: nothing was handed over", got)
+	}
+}
+
 func TestMasterHandsOverToItsReplica(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -155,16 +171,7 @@ func TestNoHandOverToAReplicaThatDoesNotAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.replica.Resume() }()
-	log, took := runHook(ctx, t, c, s.master, nil)
-	t.Logf("hook took %s:\n%s", took, log)
-	for _, want := range []string{"the replica at " + s.replica.Addr + " is not in sync", "no replica in sync: stopping without a hand-over"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("the hook's log does not say %q:\n%s", want, log)
-		}
-	}
-	if got := role(ctx, t, c, s.master); got != "master" {
-		t.Errorf("the master is %s after the hook, want master: nothing was handed over", got)
-	}
+	expectNoHandOver(ctx, t, c, s)
 }
 
 func TestNoHandOverToAReplicaThatIsGone(t *testing.T) {
@@ -176,16 +183,7 @@ func TestNoHandOverToAReplicaThatIsGone(t *testing.T) {
 	if err := s.replica.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	log, took := runHook(ctx, t, c, s.master, nil)
-	t.Logf("hook took %s:\n%s", took, log)
-	for _, want := range []string{"the replica at " + s.replica.Addr + " is not in sync", "no replica in sync: stopping without a hand-over"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("the hook's log does not say %q:\n%s", want, log)
-		}
-	}
-	if got := role(ctx, t, c, s.master); got != "master" {
-		t.Errorf("the master is %s after the hook, want master", got)
-	}
+	expectNoHandOver(ctx, t, c, s)
 }
 
 func TestAGracePeriodWithoutTimeForAHandOver(t *testing.T) {
