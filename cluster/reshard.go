@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,8 +14,9 @@ import (
 // address as given in nodes, or by node ID) to the other masters, as evenly as
 // the drained slots allow; the remaining masters never give slots to each other.
 // A master left without slots becomes a replica of the master that took its last
-// slot (Valkey's cluster-allow-replica-migration), so that its pod can be scaled
-// away without the cluster losing a slot.
+// slot (Valkey's cluster-allow-replica-migration, or CLUSTER REPLICATE where
+// Valkey did not), so that its pod can be scaled away without the cluster losing
+// a slot.
 //
 // It first finishes any move an interrupted run left, then plans from what the
 // nodes report: running it again after an interruption resumes. It refuses,
@@ -100,8 +102,48 @@ func reshard(ctx context.Context, op string, nodes []Node, drain []string, opts 
 	if err := s.waitFor(ctx, "every node sees the new owner of every slot and reports cluster_state:ok", s.ownersSettled(moves)); err != nil {
 		return res, resumable(op, err)
 	}
+	if err := s.followEmptied(ctx, moves); err != nil {
+		return res, resumable(op, err)
+	}
 	res.Status = statusOf(s.members, nil)
 	return res, nil
+}
+
+// followEmptied makes each master that gave away its last slot a replica of the
+// master that took it. Valkey does so by itself when it applies that last SETSLOT
+// NODE (cluster-allow-replica-migration), but not every time: a drained master
+// was once seen on the real node still a master without slots, three minutes
+// after its drain. Such a node is asked with CLUSTER REPLICATE, and the drain
+// waits until every node sees it as a replica.
+func (s *session) followEmptied(ctx context.Context, moves []Move) error {
+	follow := emptiedMasters(s.members, moves)
+	if len(follow) == 0 {
+		return nil
+	}
+	for _, id := range slices.Sorted(maps.Keys(follow)) {
+		m := s.byID(id)
+		s.opts.progress("%s serves no slot and is still a master: CLUSTER REPLICATE %s, the master that took its last slot", m.Address, shortID(follow[id]))
+		if err := m.do(ctx, "CLUSTER", "REPLICATE", follow[id]); err != nil {
+			return err
+		}
+	}
+	return s.waitFor(ctx, "every node sees each master left without slots as a replica", s.settled(follow))
+}
+
+// emptiedMasters maps each source of moves that reports itself a master serving
+// no slot to the destination of its last move, the master that took its last slot.
+func emptiedMasters(members []*member, moves []Move) map[string]string {
+	last := map[string]string{}
+	for _, mv := range moves {
+		last[mv.From] = mv.To
+	}
+	out := map[string]string{}
+	for _, m := range members {
+		if to, ok := last[m.id]; ok && !m.self.IsReplica() && len(m.self.Slots) == 0 {
+			out[m.id] = to
+		}
+	}
+	return out
 }
 
 func resumable(op string, err error) error {

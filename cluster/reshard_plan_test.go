@@ -113,3 +113,51 @@ func TestPlanRebalance(t *testing.T) {
 		})
 	}
 }
+
+func TestEmptiedMasters(t *testing.T) {
+	// Master 2 (node 2) gave its slots to masters 0 and 1; node 5 replicates it.
+	drainedMoves := []Move{
+		{Slots: SlotRange{10922, 13652}, From: fakeID(2), To: fakeID(0)},
+		{Slots: SlotRange{13653, 16383}, From: fakeID(2), To: fakeID(1)},
+	}
+	tests := []struct {
+		name  string
+		nodes []fakeNode
+		moves []Move
+		want  map[string]string
+	}{{
+		name: "still a master without slots: it follows the master that took its last slot",
+		nodes: with(formedCluster(), func(n []fakeNode) {
+			n[0].slots, n[1].slots, n[2].slots = "0-5460 10922-13652", "5461-10921 13653-16383", ""
+		}),
+		moves: drainedMoves,
+		want:  map[string]string{fakeID(2): fakeID(1)},
+	}, {
+		name: "already a replica (Valkey moved it): nothing to do",
+		nodes: with(formedCluster(), func(n []fakeNode) {
+			n[0].slots, n[1].slots, n[2].slots, n[2].master = "0-5460 10922-13652", "5461-10921 13653-16383", "", 1
+		}),
+		moves: drainedMoves,
+		want:  map[string]string{},
+	}, {
+		name: "a source that keeps slots (a rebalance): stays a master",
+		nodes: with(formedCluster(), func(n []fakeNode) {
+			n[0].slots, n[1].slots = "0-4095", "4096-10921"
+		}),
+		moves: []Move{{Slots: SlotRange{4096, 5460}, From: fakeID(0), To: fakeID(1)}},
+		want:  map[string]string{},
+	}, {
+		name:  "a master without slots that gave nothing away (an empty master left alone)",
+		nodes: append(formedCluster(), fakeNode{ip: "10.0.0.6", master: -1}),
+		moves: drainedMoves[:1],
+		want:  map[string]string{},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := emptiedMasters(fakeMembers(t, tt.nodes), tt.moves)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("emptiedMasters (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

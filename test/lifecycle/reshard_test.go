@@ -123,6 +123,32 @@ var _ = Describe("an 8-pod cluster", func() {
 				Expect(err).To(MatchError(ContainSubstring("node 127.0.0.1:1: is not one of the given nodes")))
 			}, SpecTimeout(opTimeout))
 
+			if !m.auth {
+				It("makes a drained master a replica where Valkey does not (cluster-allow-replica-migration no)", func(ctx SpecContext) {
+					before := reportOf(ctx, c, nodes, opts)
+					drained := firstMaster(before)
+					setConfig(ctx, c, drained.Address, "cluster-allow-replica-migration", "no")
+					DeferCleanup(setConfig, c, drained.Address, "cluster-allow-replica-migration", "yes")
+					var lines []string
+					o := opts
+					o.Progress = func(line string) {
+						GinkgoWriter.Println(line)
+						lines = append(lines, line)
+					}
+					res, err := cluster.Drain(ctx, nodes, []string{drained.Address}, o)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(lines).To(ContainElement(ContainSubstring(drained.Address + " serves no slot and is still a master: CLUSTER REPLICATE")))
+					for _, n := range res.Status.Nodes {
+						if n.Address == drained.Address {
+							Expect(n.Role).To(Equal(cluster.RoleReplica), "the drained node replicates the master that took its last slot")
+							Expect(n.Slots).To(BeZero())
+						}
+					}
+					Expect(res.Status.Masters).To(Equal(before.Masters - 1))
+					readKeys(ctx, c, drainKeys)
+				}, SpecTimeout(opTimeout+reshardTimeout))
+			}
+
 			It("refuses a drain into masters without the memory for the keys, naming the node", func(ctx SpecContext) {
 				st := reportOf(ctx, c, nodes, opts)
 				var masters []cluster.NodeReport
