@@ -43,11 +43,11 @@ func Effective(base Policy, annotations map[string]string, annotationsPath *fiel
 	for _, name := range names {
 		key := strings.TrimPrefix(name, AnnotationPrefix)
 		path := annotationsPath.Key(name)
-		l, ok := lookup(key)
-		if !ok || strings.HasPrefix(key, clusterWideOnly) {
+		if !knownAnnotation(name) {
 			errs = append(errs, field.NotSupported(path, name, knownAnnotations()))
 			continue
 		}
+		l, _ := lookup(key)
 		if err := p.setString(l, annotations[name]); err != nil {
 			errs = append(errs, field.Invalid(path, annotations[name], err.Error()))
 			continue
@@ -67,6 +67,42 @@ func Effective(base Policy, annotations map[string]string, annotationsPath *fiel
 		return base, errs
 	}
 	return p, nil
+}
+
+// WithoutInheritedUnknown drops from annotations the valkey-webhook.io/ keys that
+// are not known (to this release, or at all) and that the stored object (old)
+// already carries with the same value, and returns them by name. An UPDATE that
+// did not add such a key is not refused for it: a key renamed or dropped by a
+// later release must not block every update of the objects that carry it. The
+// input map is not changed.
+func WithoutInheritedUnknown(annotations, old map[string]string) (map[string]string, []string) {
+	var dropped []string
+	for name, v := range annotations {
+		if !strings.HasPrefix(name, AnnotationPrefix) || knownAnnotation(name) {
+			continue
+		}
+		if ov, ok := old[name]; ok && ov == v {
+			dropped = append(dropped, name)
+		}
+	}
+	if len(dropped) == 0 {
+		return annotations, nil
+	}
+	sort.Strings(dropped)
+	out := make(map[string]string, len(annotations))
+	for name, v := range annotations {
+		out[name] = v
+	}
+	for _, name := range dropped {
+		delete(out, name)
+	}
+	return out, dropped
+}
+
+func knownAnnotation(name string) bool {
+	key := strings.TrimPrefix(name, AnnotationPrefix)
+	_, ok := lookup(key)
+	return ok && !strings.HasPrefix(key, clusterWideOnly)
 }
 
 // Overrides returns the valkey-webhook.io/ annotations of an object, for comparing

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -274,5 +275,57 @@ func TestOverrides(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Overrides() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestWithoutInheritedUnknown(t *testing.T) {
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		old         map[string]string
+		want        map[string]string
+		dropped     []string
+	}{{
+		name:        "an unknown key the stored object carries with the same value: dropped",
+		annotations: map[string]string{"valkey-webhook.io/cluster.oldName": "1", "valkey-webhook.io/cluster.nodeTimeout": "6000", "team": "a"},
+		old:         map[string]string{"valkey-webhook.io/cluster.oldName": "1"},
+		want:        map[string]string{"valkey-webhook.io/cluster.nodeTimeout": "6000", "team": "a"},
+		dropped:     []string{"valkey-webhook.io/cluster.oldName"},
+	}, {
+		name:        "an unknown key the update adds: kept, for Effective to refuse",
+		annotations: map[string]string{"valkey-webhook.io/cluster.oldName": "1"},
+		old:         map[string]string{},
+		want:        map[string]string{"valkey-webhook.io/cluster.oldName": "1"},
+	}, {
+		name:        "an unknown key the update changes: kept",
+		annotations: map[string]string{"valkey-webhook.io/cluster.oldName": "2"},
+		old:         map[string]string{"valkey-webhook.io/cluster.oldName": "1"},
+		want:        map[string]string{"valkey-webhook.io/cluster.oldName": "2"},
+	}, {
+		name:        "a cluster-wide key as an annotation, carried over: dropped like an unknown one",
+		annotations: map[string]string{"valkey-webhook.io/enforcement.unlabeled": "deny"},
+		old:         map[string]string{"valkey-webhook.io/enforcement.unlabeled": "deny"},
+		want:        map[string]string{},
+		dropped:     []string{"valkey-webhook.io/enforcement.unlabeled"},
+	}, {
+		name:        "a known key carried over: kept (its value is checked as always)",
+		annotations: map[string]string{"valkey-webhook.io/cluster.nodeTimeout": "1"},
+		old:         map[string]string{"valkey-webhook.io/cluster.nodeTimeout": "1"},
+		want:        map[string]string{"valkey-webhook.io/cluster.nodeTimeout": "1"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := maps.Clone(tt.annotations)
+			got, dropped := config.WithoutInheritedUnknown(tt.annotations, tt.old)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.dropped, dropped); diff != "" {
+				t.Errorf("dropped (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(before, tt.annotations); diff != "" {
+				t.Errorf("the input changed (-before +after):\n%s", diff)
+			}
+		})
 	}
 }

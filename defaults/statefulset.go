@@ -20,8 +20,21 @@ var AnnotationsPath = field.NewPath("metadata", "annotations")
 // HardenWithOverrides is the whole admission mutation of a labeled StatefulSet:
 // the object's valkey-webhook.io/ annotations applied over base, then Harden. When
 // the annotations are invalid it returns their errors and changes nothing.
+//
+// On UPDATE (old set) it changes nothing and refuses nothing when the object is
+// being deleted, or when the update leaves the pod template and the overrides as
+// stored (Harden would change nothing): such an update (labels, finalizers, a
+// scale) is never refused for what the stored object already carries. Unknown
+// valkey-webhook.io/ keys that the stored object already had are ignored.
 func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field.ErrorList {
-	p, errs := config.Effective(base, sts.Annotations, AnnotationsPath)
+	annotations := sts.Annotations
+	if old != nil {
+		if sts.DeletionTimestamp != nil || templateSettled(old, sts) {
+			return nil
+		}
+		annotations, _ = config.WithoutInheritedUnknown(sts.Annotations, old.Annotations)
+	}
+	p, errs := config.Effective(base, annotations, AnnotationsPath)
 	if len(errs) > 0 {
 		return errs
 	}

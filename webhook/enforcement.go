@@ -64,3 +64,9 @@ func Enforce(sts *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []strin
 	}
 	return nil, []string{path.String() + ": " + detail}
 }
+
+// enforceUpdate is Enforce of an UPDATE: the stored object does not change what
+// the new one is checked for (the ratchet compares the two).
+func enforceUpdate(sts, _ *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []string) {
+	return Enforce(sts, p)
+}

@@ -59,11 +59,14 @@ func (m *Mutator) Default(ctx context.Context, sts *appsv1.StatefulSet) error {
 }
 
 // ruleValidator adapts a pure check of a StatefulSet (Validate, Enforce) to
-// admission.Validator: CREATE and UPDATE run the check on the new object, DELETE
-// is always allowed.
+// admission.Validator: CREATE runs the check on the new object; UPDATE runs it on
+// both and refuses only what the update brings (ratchet), and never an update of
+// an object being deleted; DELETE is always allowed. checkUpdate is the check of
+// an UPDATE's new object given the stored one.
 type ruleValidator struct {
-	check func(*appsv1.StatefulSet, config.Policy) (field.ErrorList, []string)
-	p     config.Policy
+	check       func(*appsv1.StatefulSet, config.Policy) (field.ErrorList, []string)
+	checkUpdate func(sts, old *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []string)
+	p           config.Policy
 }
 
 var _ admission.Validator[*appsv1.StatefulSet] = ruleValidator{}
@@ -74,9 +77,19 @@ func (v ruleValidator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet
 	return warnings, invalid(sts.Name, errs)
 }
 
-// ValidateUpdate runs the check on the new object.
-func (v ruleValidator) ValidateUpdate(ctx context.Context, _, sts *appsv1.StatefulSet) (admission.Warnings, error) {
-	return v.ValidateCreate(ctx, sts)
+// ValidateUpdate refuses only the errors the update brings: those the stored
+// object has too are warnings.
+func (v ruleValidator) ValidateUpdate(_ context.Context, old, sts *appsv1.StatefulSet) (admission.Warnings, error) {
+	if sts.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	errs, warnings := v.checkUpdate(sts, old, v.p)
+	if len(errs) == 0 {
+		return warnings, nil
+	}
+	stored, _ := v.check(old, v.p)
+	errs, carried := ratchet(errs, stored)
+	return append(warnings, carried...), invalid(sts.Name, errs)
 }
 
 // ValidateDelete allows every delete.
@@ -91,8 +104,8 @@ func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Web
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
 		MutatePath:   guarded(mutating(decoder, p)),
-		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, p: p})),
-		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, p: p})),
+		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, checkUpdate: validateUpdate, p: p})),
+		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, checkUpdate: enforceUpdate, p: p})),
 	}
 }
 

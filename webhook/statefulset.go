@@ -1,6 +1,10 @@
 package webhook
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
+
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,17 +37,57 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 // is the scale guard (scaleguard.go), which serve runs and the offline commands
 // cannot.
 func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
+	return validate(sts, nil, base)
+}
+
+// validateUpdate is Validate of an UPDATE: unknown valkey-webhook.io/ keys that
+// the stored object (old) already carries are warned about, not refused.
+func validateUpdate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
+	return validate(sts, old, base)
+}
+
+func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
 	}
-	p, errs := config.Effective(base, sts.Annotations, defaults.AnnotationsPath)
+	annotations, inherited := sts.Annotations, []string(nil)
+	if old != nil {
+		annotations, inherited = config.WithoutInheritedUnknown(sts.Annotations, old.Annotations)
+	}
+	p, errs := config.Effective(base, annotations, defaults.AnnotationsPath)
 	errs = append(errs, validateReplicas(sts, &p, specPath)...)
 	errs = append(errs, validateDataVolume(sts, &p, specPath)...)
 	errs = append(errs, validatePodSecurity(sts, specPath)...)
 	errs = append(errs, validateMaxmemory(sts, &p, specPath)...)
 	errs = append(errs, validateNoLiteralPassword(sts, specPath)...)
 	errs = append(errs, validateRollingUpdate(sts, specPath)...)
-	return errs, statefulSetWarnings(sts, &p, specPath)
+	warnings := statefulSetWarnings(sts, &p, specPath)
+	for _, name := range inherited {
+		warnings = append(warnings, fmt.Sprintf("%s: unknown key, kept from the stored object and ignored: remove it (the known keys are in the README, The policy)", defaults.AnnotationsPath.Key(name)))
+	}
+	return errs, warnings
+}
+
+// ratchet splits the errors of an UPDATE's new object into those the update
+// brings, which are refused, and those the stored object has too (same rule,
+// field and value: a policy tightened under it, or a rule added by a release),
+// which are turned into warnings, as the API server ratchets its own validation:
+// an update is never refused for what it did not change.
+func ratchet(errs, stored field.ErrorList) (field.ErrorList, []string) {
+	var refused field.ErrorList
+	var warnings []string
+	for _, e := range errs {
+		if slices.ContainsFunc(stored, func(o *field.Error) bool { return sameError(e, o) }) {
+			warnings = append(warnings, fmt.Sprintf("%s (the stored object breaks this rule already: allowed on UPDATE, fix it when you can)", e.Error()))
+			continue
+		}
+		refused = append(refused, e)
+	}
+	return refused, warnings
+}
+
+func sameError(a, b *field.Error) bool {
+	return a.Type == b.Type && a.Field == b.Field && reflect.DeepEqual(a.BadValue, b.BadValue)
 }
 
 // invalid turns a non-empty error list into the 422 Invalid error kubectl shows for

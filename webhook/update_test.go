@@ -1,0 +1,188 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// storedMinimal is the minimal example as the API server stores it under the
+// default policy: hardened by Mutate.
+func storedMinimal(t *testing.T) *appsv1.StatefulSet {
+	t.Helper()
+	var sts appsv1.StatefulSet
+	if err := yaml.Unmarshal(minimalJSON(t), &sts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Mutate(&sts, nil, config.Default()); err != nil {
+		t.Fatal(err)
+	}
+	return &sts
+}
+
+// answer is what one webhook answered: allowed or not, the denial's message,
+// whether it patched, and its warnings.
+type answer struct {
+	Allowed  bool
+	Message  string
+	Patched  bool
+	Warnings []string
+}
+
+// updateAnswers sends an UPDATE of old to sts to the mutating and validating
+// webhooks of policy p.
+func updateAnswers(t *testing.T, p config.Policy, old, sts *appsv1.StatefulSet) map[string]answer {
+	t.Helper()
+	oldRaw, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(sts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := Handlers(scheme.Scheme, p)
+	out := map[string]answer{}
+	for _, path := range []string{MutatePath, ValidatePath} {
+		r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(review(t, "UPDATE", "StatefulSet", "statefulsets", "", raw, oldRaw)))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		hooks[path].ServeHTTP(w, r)
+		var rv admissionv1.AdmissionReview
+		if err := json.Unmarshal(w.Body.Bytes(), &rv); err != nil || rv.Response == nil {
+			t.Fatalf("%s: not an AdmissionReview: %v: %q", path, err, w.Body.String())
+		}
+		a := answer{Allowed: rv.Response.Allowed, Patched: len(rv.Response.Patch) > 0, Warnings: rv.Response.Warnings}
+		if rv.Response.Result != nil && !rv.Response.Allowed {
+			a.Message = rv.Response.Result.Message
+		}
+		out[path] = a
+	}
+	return out
+}
+
+// TestUpdateUnderTightenedPolicy: the policy now wants 4 masters (8 pods) and
+// the stored StatefulSet has 6. An update is refused only for what it changes.
+func TestUpdateUnderTightenedPolicy(t *testing.T) {
+	tight := config.Default()
+	tight.Cluster.MinMasters = 4
+	replicasDenial := "spec.replicas: Invalid value: 6: must be at least 8"
+	replicasCarried := replicasDenial + ": 4 masters x (1 + 1 replicas per master); raise spec.replicas, or lower valkey-webhook.io/cluster.replicasPerMaster (the stored object breaks this rule already: allowed on UPDATE, fix it when you can)"
+	unknown := "valkey-webhook.io/cluster.renamedKey"
+	unknownCarried := "metadata.annotations[valkey-webhook.io/cluster.renamedKey]: unknown key, kept from the stored object and ignored: remove it (the known keys are in the README, The policy)"
+	tests := []struct {
+		name   string
+		policy config.Policy
+		old    func(*appsv1.StatefulSet)
+		update func(*appsv1.StatefulSet)
+		want   map[string]answer
+	}{{
+		name:   "a label outside valkey-webhook.io/: allowed, the carried violation warned",
+		policy: tight,
+		update: func(s *appsv1.StatefulSet) { s.Labels["team"] = "payments" },
+		want: map[string]answer{
+			MutatePath:   {Allowed: true},
+			ValidatePath: {Allowed: true, Warnings: []string{replicasCarried}},
+		},
+	}, {
+		name:   "a finalizer added: allowed",
+		policy: tight,
+		update: func(s *appsv1.StatefulSet) { s.Finalizers = append(s.Finalizers, "example.com/backup") },
+		want: map[string]answer{
+			MutatePath:   {Allowed: true},
+			ValidatePath: {Allowed: true, Warnings: []string{replicasCarried}},
+		},
+	}, {
+		name:   "the garbage collector's finalizer removal on an object being deleted: allowed, nothing said",
+		policy: tight,
+		old: func(s *appsv1.StatefulSet) {
+			s.DeletionTimestamp = &metav1.Time{Time: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+			s.Finalizers = []string{metav1.FinalizerOrphanDependents}
+		},
+		update: func(s *appsv1.StatefulSet) { s.Finalizers = nil },
+		want: map[string]answer{
+			MutatePath:   {Allowed: true},
+			ValidatePath: {Allowed: true},
+		},
+	}, {
+		name:   "a scale down that makes the violation worse: refused",
+		policy: tight,
+		update: func(s *appsv1.StatefulSet) { s.Spec.Replicas = new(int32(5)) },
+		want: map[string]answer{
+			MutatePath: {Allowed: true},
+			ValidatePath: {
+				Message:  `StatefulSet.apps "cache" is invalid: spec.replicas: Invalid value: 5: must be at least 8: 4 masters x (1 + 1 replicas per master); raise spec.replicas, or lower valkey-webhook.io/cluster.replicasPerMaster`,
+				Warnings: []string{"spec.replicas: 5 is not a multiple of the shard size 2"},
+			},
+		},
+	}, {
+		name:   "an unknown key the stored object carries, on a label update: warned, not refused",
+		policy: config.Default(),
+		old:    func(s *appsv1.StatefulSet) { s.Annotations = map[string]string{unknown: "1"} },
+		update: func(s *appsv1.StatefulSet) { s.Labels["team"] = "payments" },
+		want: map[string]answer{
+			MutatePath:   {Allowed: true},
+			ValidatePath: {Allowed: true, Warnings: []string{unknownCarried}},
+		},
+	}, {
+		name:   "an unknown key the stored object carries, on a template change: hardened, warned",
+		policy: config.Default(),
+		old:    func(s *appsv1.StatefulSet) { s.Annotations = map[string]string{unknown: "1"} },
+		update: func(s *appsv1.StatefulSet) {
+			s.Spec.Template.Spec.Containers[0].Env = nil
+		},
+		want: map[string]answer{
+			MutatePath:   {Allowed: true, Patched: true},
+			ValidatePath: {Allowed: true, Warnings: []string{unknownCarried}},
+		},
+	}, {
+		name:   "an unknown key the update adds: refused",
+		policy: config.Default(),
+		update: func(s *appsv1.StatefulSet) { s.Annotations = map[string]string{unknown: "1"} },
+		want: map[string]answer{
+			MutatePath:   {Message: `Unsupported value: "valkey-webhook.io/cluster.renamedKey"`},
+			ValidatePath: {Message: `Unsupported value: "valkey-webhook.io/cluster.renamedKey"`},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := storedMinimal(t)
+			if tt.old != nil {
+				tt.old(old)
+			}
+			sts := old.DeepCopy()
+			tt.update(sts)
+			got := updateAnswers(t, tt.policy, old, sts)
+			for path, a := range got {
+				// A denial and a warning of another rule are compared by the text
+				// they must start with or carry.
+				want := tt.want[path]
+				if !want.Allowed && want.Message != "" && strings.Contains(a.Message, want.Message) {
+					a.Message = want.Message
+				}
+				for i, w := range a.Warnings {
+					if i < len(want.Warnings) && strings.HasPrefix(w, want.Warnings[i]) {
+						a.Warnings[i] = want.Warnings[i]
+					}
+				}
+				got[path] = a
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("answers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
