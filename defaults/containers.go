@@ -39,9 +39,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	addPort(c, BusPortName, p.Valkey.Port+BusPortOffset)
 
 	if c.LivenessProbe == nil {
-		// LOADING and MASTERDOWN are alive: restarting a node that loads a large
-		// dataset only starts the load again.
-		c.LivenessProbe = execProbe(p, "ping", "^(PONG|LOADING|MASTERDOWN)", 10, 6)
+		c.LivenessProbe = execProbe(p, "ping", alivePattern, 10, 6)
 	}
 	if c.ReadinessProbe == nil {
 		c.ReadinessProbe = clusterReadinessProbe(p)
@@ -53,7 +51,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 		c.Lifecycle.PreStop = handoverHook(p, sts.Spec.Template.Spec.TerminationGracePeriodSeconds)
 	}
 	if c.StartupProbe == nil && p.StartupProbe.Enabled {
-		c.StartupProbe = execProbe(p, "ping", "^PONG$", int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
+		c.StartupProbe = execProbe(p, "ping", alivePattern, int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
 	}
 
 	if hasClaimTemplate(sts, DataVolume) || HasVolume(&sts.Spec.Template.Spec, DataVolume) {
@@ -71,6 +69,15 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 		addMount(c, corev1.VolumeMount{Name: AuthVolume, MountPath: AuthDir, ReadOnly: true})
 	}
 }
+
+// alivePattern is the answer to PING of a server that works: PONG, and LOADING
+// and MASTERDOWN, for the startup probe as for liveness. A node loading a large
+// dataset answers LOADING for as long as the load lasts, which may be far past
+// the startup window; restarting it only starts the load again. Valkey answers
+// during a load only from its loading loop, between the chunks it reads, so a
+// load that hangs (a stuck disk) answers nothing and is restarted after the
+// probe's failures. docs/design.md, "Startup and large datasets".
+const alivePattern = "^(PONG|LOADING|MASTERDOWN)"
 
 // execProbe sends command to the local server with valkey-cli and matches the
 // reply's lines against pattern. TLS and auth aware: the password is read from the

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,9 @@ type Options struct {
 	TLSAuthClients bool
 	// Policy, when set, edits the policy (built-in defaults) before rendering.
 	Policy func(*config.Policy)
+	// ExtraArgs are appended to every pod's command, for a fault made on purpose
+	// (--key-load-delay slows a load).
+	ExtraArgs []string
 }
 
 // Cluster is the running pods of one StatefulSet.
@@ -140,7 +144,7 @@ func Start(opts Options) (*Cluster, error) {
 		opts:    opts,
 		policy:  policy,
 		conf:    defaults.ValkeyConf(sts, &policy),
-		command: append(append([]string{}, vc.Command...), vc.Args...),
+		command: slices.Concat(vc.Command, vc.Args, opts.ExtraArgs),
 	}
 	if opts.Auth {
 		c.Password = randomPassword()
@@ -258,6 +262,17 @@ func (c *Cluster) Restart() error {
 		return err
 	}
 	return c.startAll(old)
+}
+
+// RestartInPlace stops the pod (SIGTERM, as Stop) and starts its process again
+// on the same address with its data directory, as a container restart does, and
+// returns without waiting for it to answer: a caller probes it while it loads.
+func (p *Pod) RestartInPlace() error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	claim(p.IP)
+	return p.start()
 }
 
 // StopAll stops every pod as Kubernetes does (SIGTERM, then SIGKILL after a

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
@@ -16,15 +18,29 @@ import (
 // this cluster's StatefulSet, for a pod of grace period grace (nil: the API
 // server's default of 30 s).
 func (c *Cluster) PreStop(grace *int64) ([]string, error) {
+	v, err := c.Container(grace)
+	if err != nil {
+		return nil, err
+	}
+	if v.Lifecycle == nil || v.Lifecycle.PreStop == nil || v.Lifecycle.PreStop.Exec == nil {
+		return nil, errors.New("valkeyharness: the hardened valkey container has no exec preStop hook")
+	}
+	return v.Lifecycle.PreStop.Exec.Command, nil
+}
+
+// Container is the valkey container as admission injects it into this cluster's
+// StatefulSet, for a pod of grace period grace (nil: the API server's default):
+// its probes and hooks, to run with RunHook.
+func (c *Cluster) Container(grace *int64) (*corev1.Container, error) {
 	sts := minimalStatefulSet()
 	sts.Spec.Template.Spec.TerminationGracePeriodSeconds = grace
 	p := c.policy
 	defaults.Harden(sts, nil, &p)
 	v := defaults.FindContainer(sts.Spec.Template.Spec.Containers, defaults.ValkeyContainer)
-	if v == nil || v.Lifecycle == nil || v.Lifecycle.PreStop == nil || v.Lifecycle.PreStop.Exec == nil {
-		return nil, errors.New("valkeyharness: the hardened valkey container has no exec preStop hook")
+	if v == nil {
+		return nil, errors.New("valkeyharness: the hardened StatefulSet has no valkey container")
 	}
-	return v.Lifecycle.PreStop.Exec.Command, nil
+	return v, nil
 }
 
 // RunHook runs an exec hook or probe command as the kubelet runs it in the pod,
