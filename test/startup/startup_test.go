@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,6 +95,9 @@ func TestProbesWaitOutALoadLongerThanTheStartupWindow(t *testing.T) {
 			// The startup probe passed during the load: from here the kubelet runs
 			// liveness instead, which must pass for the rest of the load.
 			t.Logf("startup probe passed %s after the restart, the node still loading", time.Since(start).Round(time.Millisecond))
+			if run(ctx, pod, pongOnly(t, startup)) {
+				t.Fatal("a startup probe that takes only PONG passed during the load too: the node answers PONG while loading, and nothing is proven")
+			}
 			expectAliveWhileLoading(ctx, t, pod, liveness, readiness, start)
 			return
 		case ok:
@@ -143,6 +147,19 @@ func expectAliveWhileLoading(ctx context.Context, t *testing.T, pod *valkeyharne
 	if got := strings.TrimSpace(cli(ctx, t, pod, "", "DBSIZE")); got != strconv.Itoa(keys) {
 		t.Fatalf("DBSIZE after the load is %s, want %d", got, keys)
 	}
+}
+
+// pongOnly is the startup probe as releases before this one injected it: only
+// PONG is alive.
+func pongOnly(t *testing.T, startup []string) []string {
+	t.Helper()
+	out := slices.Clone(startup)
+	last := out[len(out)-1]
+	if !strings.Contains(last, "'^(PONG|LOADING|MASTERDOWN)'") {
+		t.Fatalf("the startup probe does not match the alive pattern this test expects: %q", last)
+	}
+	out[len(out)-1] = strings.Replace(last, "'^(PONG|LOADING|MASTERDOWN)'", "'^PONG$'", 1)
+	return out
 }
 
 // run runs a probe command against the pod, as the kubelet does, with its
