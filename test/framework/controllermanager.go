@@ -38,7 +38,7 @@ func (cp *ControlPlane) ControllerManager(controllers ...string) (*gexec.Session
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeLocalAddr()
+	addr, err := freeLocalAddr(cp.Env.WebhookInstallOptions.LocalServingPort)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,14 +71,23 @@ func exited(s *gexec.Session, name string) error {
 	return nil
 }
 
-// freeLocalAddr returns a loopback address with a port nobody listens on.
-func freeLocalAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free loopback port: %w", err)
+// freeLocalAddr returns a loopback address with a port nobody listens on and
+// none of avoid. A port handed out earlier and not bound yet (envtest's webhook
+// port, until serve starts) is free too, and the kernel can hand it out again:
+// once the health probe got the webhook's port and serve could not bind it.
+func freeLocalAddr(avoid ...int) (string, error) {
+	for range 10 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("finding a free loopback port: %w", err)
+		}
+		addr := l.Addr().(*net.TCPAddr)
+		_ = l.Close()
+		if !slices.Contains(avoid, addr.Port) {
+			return addr.String(), nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", fmt.Errorf("finding a free loopback port other than %v: ten tries gave only those", avoid)
 }
 
 // dialTLS succeeds when addr completes a TLS handshake; it checks only that TLS is

@@ -63,7 +63,7 @@ func (cp *ControlPlane) Serve(kubeconfig string, extraArgs ...string) (*gexec.Se
 	if err != nil {
 		return nil, "", err
 	}
-	probeAddr, err := freeLocalAddr()
+	probeAddr, err := freeLocalAddr(cp.Env.WebhookInstallOptions.LocalServingPort)
 	if err != nil {
 		return nil, "", err
 	}
