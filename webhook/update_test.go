@@ -42,9 +42,9 @@ type answer struct {
 	Warnings []string
 }
 
-// updateAnswers sends an UPDATE of old to sts to the mutating and validating
-// webhooks of policy p.
-func updateAnswers(t *testing.T, p config.Policy, old, sts *appsv1.StatefulSet) map[string]answer {
+// updateAnswers sends an UPDATE of old to sts to the webhooks of policy p at
+// paths (the mutating and validating ones when none are given).
+func updateAnswers(t *testing.T, p config.Policy, old, sts *appsv1.StatefulSet, paths ...string) map[string]answer {
 	t.Helper()
 	oldRaw, err := json.Marshal(old)
 	if err != nil {
@@ -56,7 +56,10 @@ func updateAnswers(t *testing.T, p config.Policy, old, sts *appsv1.StatefulSet) 
 	}
 	hooks := Handlers(scheme.Scheme, p)
 	out := map[string]answer{}
-	for _, path := range []string{MutatePath, ValidatePath} {
+	if len(paths) == 0 {
+		paths = []string{MutatePath, ValidatePath}
+	}
+	for _, path := range paths {
 		r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(review(t, "UPDATE", "StatefulSet", "statefulsets", "", raw, oldRaw)))
 		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
@@ -184,5 +187,30 @@ func TestUpdateUnderTightenedPolicy(t *testing.T) {
 				t.Errorf("answers (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestEnforceUpdateRatchets: with enforcement.unlabeled deny, an unlabeled Valkey
+// cluster stored before the setting can still be updated (warned), while an
+// update that takes the label off a labeled one is refused.
+func TestEnforceUpdateRatchets(t *testing.T) {
+	deny := config.Default()
+	deny.Enforcement.Unlabeled = config.EnforceDeny
+	unlabeled := makeSTS("cache").Unlabeled().Image(bitnamiCluster).Obj()
+	labeled := makeSTS("cache").Image(bitnamiCluster).Obj()
+	denial := "metadata.labels[valkey-webhook.io/cluster]: Required value: container \"valkey\" runs Valkey in cluster mode"
+
+	scaled := unlabeled.DeepCopy()
+	scaled.Spec.Replicas = new(int32(8))
+	got := updateAnswers(t, deny, unlabeled, scaled, EnforcePath)[EnforcePath]
+	if !got.Allowed || len(got.Warnings) != 1 || !strings.HasPrefix(got.Warnings[0], denial) || !strings.Contains(got.Warnings[0], "the stored object breaks this rule already") {
+		t.Errorf("a scale of a cluster stored unlabeled: want allowed with the denial as a warning, got %+v", got)
+	}
+
+	unlabel := labeled.DeepCopy()
+	delete(unlabel.Labels, "valkey-webhook.io/cluster")
+	got = updateAnswers(t, deny, labeled, unlabel, EnforcePath)[EnforcePath]
+	if got.Allowed || !strings.Contains(got.Message, denial) {
+		t.Errorf("taking the label off: want refused with %q, got %+v", denial, got)
 	}
 }
