@@ -7,22 +7,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
 // syncChecksums keeps the pod template's config checksum equal to the hash of the
-// valkey.conf the pods should run with. When it differs (the policy changed), it
-// patches the template annotation, which rolls the pods one at a time. Nothing
-// else ever touches the template, so no other change rolls the pods.
+// settings of conf, the valkey.conf the ConfigMap holds (configText). When they
+// differ (the policy changed what Valkey reads), it patches the template
+// annotation, which rolls the pods one at a time. Nothing else ever touches the
+// template, so no other change rolls the pods. A checksum in the form earlier
+// releases wrote (defaults.LegacyChecksum) of that same text stands: the pods
+// run these settings already.
 //
 // A renewed TLS certificate rolls nothing: the lifecycle controller makes the
 // nodes load it in place (LifecycleReconciler.reloadTLS). The TLS checksum that
 // earlier releases stamped (defaults.TLSChecksumAnnotation) is left as it is
 // found, never updated nor removed, since removing it would roll the pods.
-func (r *CompanionReconciler) syncChecksums(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) error {
-	want := defaults.Checksum(defaults.ValkeyConf(sts, p))
-	if sts.Spec.Template.Annotations[defaults.ChecksumAnnotation] == want {
+func (r *CompanionReconciler) syncChecksums(ctx context.Context, sts *appsv1.StatefulSet, conf string) error {
+	want := defaults.Checksum(conf)
+	if stored := sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]; stored == want || stored == defaults.LegacyChecksum(conf) {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(sts.DeepCopy(), client.MergeFromWithOptimisticLock{})

@@ -13,6 +13,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -91,8 +92,12 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, nil
 	}
 
+	conf, err := r.configText(ctx, sts, &p)
+	if err != nil {
+		return reconcile.Result{}, r.failed(sts, "Read", defaults.ConfigMap(sts, &p), err)
+	}
 	var failed []error
-	for _, c := range companions(sts, &p, r.CertManager, r.ControllerNamespace) {
+	for _, c := range companions(sts, &p, conf, r.CertManager, r.ControllerNamespace) {
 		var err error
 		if c.want != nil {
 			err = r.apply(ctx, sts, c.want)
@@ -116,7 +121,23 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if len(failed) > 0 {
 		return reconcile.Result{}, errors.Join(failed...)
 	}
-	return reconcile.Result{}, r.syncChecksums(ctx, sts, &p)
+	return reconcile.Result{}, r.syncChecksums(ctx, sts, conf)
+}
+
+// configText is the valkey.conf the ConfigMap should hold: the text rendered from
+// p, or the text it holds already when that makes the same settings (a release
+// that changed only a comment or the order of the rendering rewrites nothing, and
+// the text the pods were started with stays to compare with).
+func (r *CompanionReconciler) configText(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) (string, error) {
+	want := defaults.ValkeyConf(sts, p)
+	existing, found, err := r.current(ctx, defaults.ConfigMap(sts, p))
+	if err != nil || !found || !metav1.IsControlledBy(existing, sts) {
+		return want, err
+	}
+	if held := existing.(*corev1.ConfigMap).Data[defaults.ConfigKey]; defaults.SameSettings(held, want) {
+		return held, nil
+	}
+	return want, nil
 }
 
 // companion is one object the StatefulSet should have (want), or one kind of
@@ -127,10 +148,13 @@ type companion struct {
 	absent client.Object
 }
 
-// companions lists the companion objects a StatefulSet should have under policy p.
-func companions(sts *appsv1.StatefulSet, p *config.Policy, certManager bool, controllerNamespace string) []companion {
+// companions lists the companion objects a StatefulSet should have under policy p,
+// its ConfigMap holding conf (configText).
+func companions(sts *appsv1.StatefulSet, p *config.Policy, conf string, certManager bool, controllerNamespace string) []companion {
+	cm := defaults.ConfigMap(sts, p)
+	cm.Data[defaults.ConfigKey] = conf
 	out := []companion{
-		{want: defaults.ConfigMap(sts, p)},
+		{want: cm},
 		{want: defaults.HeadlessService(sts, p)},
 		{want: defaults.ClientService(sts, p)},
 	}

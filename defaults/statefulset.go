@@ -39,7 +39,28 @@ func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field
 		return errs
 	}
 	Harden(sts, old, &p)
+	if old != nil {
+		keepChecksum(sts, old, base, &p)
+	}
 	return nil
+}
+
+// keepChecksum leaves an UPDATE's config checksum as stored when the update does
+// not change what Valkey reads, compared under the same base policy: the
+// checksum records what the pods were last rolled for, in whichever form the
+// release that wrote it used (defaults.LegacyChecksum), and only a change of
+// settings may roll them. A change of the base policy itself is the companion
+// controller's to roll.
+func keepChecksum(sts, old *appsv1.StatefulSet, base config.Policy, p *config.Policy) {
+	stored, ok := old.Spec.Template.Annotations[ChecksumAnnotation]
+	if !ok || sts.Spec.Template.Annotations == nil {
+		return
+	}
+	oldAnnotations, _ := config.WithoutInheritedUnknown(old.Annotations, old.Annotations)
+	oldP, errs := config.Effective(base, oldAnnotations, AnnotationsPath)
+	if len(errs) == 0 && SameSettings(ValkeyConf(old, &oldP), ValkeyConf(sts, p)) {
+		sts.Spec.Template.Annotations[ChecksumAnnotation] = stored
+	}
 }
 
 // Harden injects everything a Valkey cluster StatefulSet needs, in place. p is the

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -72,12 +74,52 @@ func ValkeyConf(sts *appsv1.StatefulSet, p *config.Policy) string {
 	return b.String()
 }
 
-// Checksum is the value of the config-checksum pod-template annotation for a
-// rendered valkey.conf.
+// Checksum is the value of the config-checksum pod-template annotation: a hash
+// of the settings valkey.conf makes, not of its text, so that it changes when,
+// and only when, what Valkey reads changes. Comments, blank lines, spacing and
+// the order of different directives do not count (Valkey reads them the same);
+// the order of one directive's repeated lines does (settings).
 func Checksum(conf string) string {
-	sum := sha256.Sum256([]byte(conf))
+	return hash(settings(conf))
+}
+
+// LegacyChecksum is the config checksum that releases up to b60e576 wrote: a
+// hash of valkey.conf's whole text, comments included. It is recognized on the
+// objects they stored, never written (docs/design.md, "What the pods run with").
+func LegacyChecksum(conf string) string {
+	return hash(conf)
+}
+
+func hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// settings is what conf tells Valkey: its directive lines, spacing normalized,
+// grouped by directive name (case folded, as Valkey reads names) in sorted
+// order, each group's lines in file order.
+func settings(conf string) string {
+	groups := map[string][]string{}
+	for _, line := range strings.Split(conf, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		name := strings.ToLower(f[0])
+		groups[name] = append(groups[name], name+" "+strings.Join(f[1:], " "))
+	}
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(groups)) {
+		for _, l := range groups[name] {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// SameSettings reports whether two valkey.conf texts tell Valkey the same.
+func SameSettings(a, b string) bool { return settings(a) == settings(b) }
 
 // Maxmemory is the maxmemory in bytes: valkey.maxmemory when set, otherwise
 // valkey.maxmemoryPercent of the valkey container's memory limit. ok is false when

@@ -1,9 +1,10 @@
-// Package upgrade checks this release against the StatefulSets an earlier release
-// stored: testdata/<commit>/ holds them as that release's admission wrote them
-// (its golden files, taken at that commit). An update that changes nothing keeps
-// their pod template (TestNoChangeUpdateKeepsTemplate, pure), and the companion
-// controller of this release, started over them on a real kube-apiserver with
-// no webhook in the way, patches none of them: no pod would roll on the upgrade.
+// Package upgrade checks this release against the objects an earlier release
+// stored: testdata/<commit>/ holds its StatefulSets as its admission wrote them
+// and their ConfigMaps as its controller wrote them (its golden files, taken at
+// that commit). An update that changes nothing keeps each StatefulSet as stored
+// (TestNoChangeUpdateKeepsTemplate, pure), and the companion controller of this
+// release, started over them on a real kube-apiserver with no webhook in the
+// way, patches none of them: no pod would roll on the upgrade.
 package upgrade
 
 import (
@@ -22,6 +23,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -42,9 +44,9 @@ func stored(tb interface {
 	Fatalf(string, ...any)
 }, release string) map[string]*appsv1.StatefulSet {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", release, "*.yaml"))
+	files, err := filepath.Glob(filepath.Join("testdata", release, "statefulsets", "*.yaml"))
 	if err != nil || len(files) == 0 {
-		tb.Fatalf("no fixtures in testdata/%s: %v", release, err)
+		tb.Fatalf("no fixtures in testdata/%s/statefulsets: %v", release, err)
 	}
 	out := map[string]*appsv1.StatefulSet{}
 	for _, f := range files {
@@ -62,6 +64,19 @@ func stored(tb interface {
 		out[filepath.Base(f)] = sts
 	}
 	return out
+}
+
+// storedConfigMap reads the ConfigMap of one release's fixture file name.
+func storedConfigMap(release, file string) *corev1.ConfigMap {
+	GinkgoHelper()
+	data, err := os.ReadFile(filepath.Join("testdata", release, "configmaps", file))
+	Expect(err).NotTo(HaveOccurred())
+	cm := &corev1.ConfigMap{}
+	Expect(yaml.UnmarshalStrict(data, cm)).To(Succeed(), file)
+	if cm.Namespace == "" {
+		cm.Namespace = metav1.NamespaceDefault
+	}
+	return cm
 }
 
 // TestNoChangeUpdateKeepsTemplate: an UPDATE that sends a stored object back as
@@ -103,13 +118,18 @@ var _ = Describe("The companion controller started over an earlier release's Sta
 			DeferCleanup(cp.Stop)
 			k8s := cp.Client
 
-			By("storing " + release + "'s StatefulSets as that release's admission wrote them, no webhook in the way")
+			By("storing " + release + "'s StatefulSets and ConfigMaps as that release wrote them, no webhook in the way")
 			fixtures := stored(GinkgoT(), release)
 			before := map[string]*appsv1.StatefulSet{}
+			conf := map[string]string{}
 			for name, sts := range fixtures {
 				Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sts.Namespace}}))).To(Succeed())
 				Expect(k8s.Create(ctx, sts)).To(Succeed(), name)
 				before[name] = sts.DeepCopy()
+				cm := storedConfigMap(release, name)
+				Expect(controllerutil.SetControllerReference(sts, cm, k8s.Scheme())).To(Succeed())
+				Expect(k8s.Create(ctx, cm)).To(Succeed(), name)
+				conf[name] = cm.Data[defaults.ConfigKey]
 			}
 			By("and a control: the minimal one again, its config checksum stale, which the controller must patch")
 			control := fixtures["minimal.yaml"].DeepCopy()
@@ -134,11 +154,11 @@ var _ = Describe("The companion controller started over an earlier release's Sta
 				g.Expect(got.Spec.Template.Annotations[defaults.ChecksumAnnotation]).NotTo(Equal("sha256:stale"))
 			}).WithContext(ctx).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 
-			By("every earlier StatefulSet has its ConfigMap, and is stored as it was: not patched, no Rolling event")
+			By("every earlier StatefulSet reconciled (its headless Service made), stored as it was: not patched, no Rolling event; its ConfigMap keeps the text its pods read")
 			for name, sts := range before {
 				Eventually(func() error {
-					return k8s.Get(ctx, client.ObjectKey{Namespace: sts.Namespace, Name: defaults.ConfigMapName(sts)}, &corev1.ConfigMap{})
-				}).WithContext(ctx).WithTimeout(timeout).WithPolling(poll).Should(Succeed(), "%s: its ConfigMap", name)
+					return k8s.Get(ctx, client.ObjectKey{Namespace: sts.Namespace, Name: defaults.GoverningServiceName(sts)}, &corev1.Service{})
+				}).WithContext(ctx).WithTimeout(timeout).WithPolling(poll).Should(Succeed(), "%s: its headless Service", name)
 			}
 			// The controller reconciles each object on its own: a patch of one
 			// would come within moments of its ConfigMap. Watch them a while.
@@ -151,6 +171,9 @@ var _ = Describe("The companion controller started over an earlier release's Sta
 			}).WithContext(ctx).WithTimeout(5 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 			for name, sts := range before {
 				Expect(rollingEvents(ctx, k8s, sts)).To(BeZero(), "%s: a Rolling event", name)
+				cm := &corev1.ConfigMap{}
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: sts.Namespace, Name: defaults.ConfigMapName(sts)}, cm)).To(Succeed())
+				Expect(cm.Data[defaults.ConfigKey]).To(Equal(conf[name]), "%s: the ConfigMap's text", name)
 			}
 			Expect(rollingEvents(ctx, k8s, control)).To(BeNumerically(">", 0), "the control's Rolling event")
 		}, SpecTimeout(5*time.Minute))
