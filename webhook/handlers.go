@@ -87,7 +87,7 @@ func (v ruleValidator) ValidateUpdate(_ context.Context, old, sts *appsv1.Statef
 	if len(errs) == 0 {
 		return warnings, nil
 	}
-	stored, _ := v.check(old, v.p)
+	stored, _ := v.checkUpdate(old, old, v.p)
 	errs, carried := ratchet(errs, stored)
 	return append(warnings, carried...), invalid(sts.Name, errs)
 }
@@ -104,7 +104,7 @@ func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Web
 	decoder := admission.NewDecoder(scheme)
 	return map[string]*admission.Webhook{
 		MutatePath:   guarded(mutating(decoder, p)),
-		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, checkUpdate: validateUpdate, p: p})),
+		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, checkUpdate: validate, p: p})),
 		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, checkUpdate: enforceUpdate, p: p})),
 	}
 }

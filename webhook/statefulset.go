@@ -40,12 +40,9 @@ func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []s
 	return validate(sts, nil, base)
 }
 
-// validateUpdate is Validate of an UPDATE: unknown valkey-webhook.io/ keys that
-// the stored object (old) already carries are warned about, not refused.
-func validateUpdate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
-	return validate(sts, old, base)
-}
-
+// validate is Validate, and of an UPDATE when old is set: unknown
+// valkey-webhook.io/ keys that the stored object already carries are warned
+// about, not refused.
 func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
