@@ -61,7 +61,13 @@ func review(t testing.TB, op, kind, resource, subresource string, object, oldObj
 // HTTP status and the decoded response.
 func serve(t testing.TB, path string, body []byte) (int, *admissionv1.AdmissionResponse) {
 	t.Helper()
-	hooks := Handlers(scheme.Scheme, config.Default())
+	return serveWith(t, config.Default(), path, body)
+}
+
+// serveWith is serve with the webhooks of policy p.
+func serveWith(t testing.TB, p config.Policy, path string, body []byte) (int, *admissionv1.AdmissionResponse) {
+	t.Helper()
+	hooks := Handlers(scheme.Scheme, p)
 	r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()

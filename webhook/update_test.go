@@ -1,19 +1,14 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
@@ -54,23 +49,15 @@ func updateAnswers(t *testing.T, p config.Policy, old, sts *appsv1.StatefulSet, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks := Handlers(scheme.Scheme, p)
 	out := map[string]answer{}
 	if len(paths) == 0 {
 		paths = []string{MutatePath, ValidatePath}
 	}
 	for _, path := range paths {
-		r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(review(t, "UPDATE", "StatefulSet", "statefulsets", "", raw, oldRaw)))
-		r.Header.Set("Content-Type", "application/json")
-		w := httptest.NewRecorder()
-		hooks[path].ServeHTTP(w, r)
-		var rv admissionv1.AdmissionReview
-		if err := json.Unmarshal(w.Body.Bytes(), &rv); err != nil || rv.Response == nil {
-			t.Fatalf("%s: not an AdmissionReview: %v: %q", path, err, w.Body.String())
-		}
-		a := answer{Allowed: rv.Response.Allowed, Patched: len(rv.Response.Patch) > 0, Warnings: rv.Response.Warnings}
-		if rv.Response.Result != nil && !rv.Response.Allowed {
-			a.Message = rv.Response.Result.Message
+		_, resp := serveWith(t, p, path, review(t, "UPDATE", "StatefulSet", "statefulsets", "", raw, oldRaw))
+		a := answer{Allowed: resp.Allowed, Patched: len(resp.Patch) > 0, Warnings: resp.Warnings}
+		if resp.Result != nil && !resp.Allowed {
+			a.Message = resp.Result.Message
 		}
 		out[path] = a
 	}
