@@ -82,6 +82,8 @@ func TestProbesWaitOutALoadLongerThanTheStartupWindow(t *testing.T) {
 	}
 	start := time.Now()
 	sawLoading := false
+	tick := time.NewTicker(period)
+	defer tick.Stop()
 	for failed := 0; ; {
 		if ctx.Err() != nil {
 			t.Fatal("the node did not finish its load within the test's bound")
@@ -106,7 +108,7 @@ func TestProbesWaitOutALoadLongerThanTheStartupWindow(t *testing.T) {
 		if failed++; failed >= failures {
 			t.Fatalf("the startup probe failed %d times in a row (the kubelet would restart the node), loading=%v", failed, loading)
 		}
-		time.Sleep(period)
+		nextProbe(ctx, tick)
 	}
 }
 
@@ -117,6 +119,8 @@ func TestProbesWaitOutALoadLongerThanTheStartupWindow(t *testing.T) {
 func expectAliveWhileLoading(ctx context.Context, t *testing.T, pod *valkeyharness.Pod, liveness, readiness []string, start time.Time) {
 	t.Helper()
 	passedWhileLoading, failed := 0, 0
+	tick := time.NewTicker(period)
+	defer tick.Stop()
 	for {
 		if ctx.Err() != nil {
 			t.Fatal("the node did not finish its load within the test's bound")
@@ -134,7 +138,7 @@ func expectAliveWhileLoading(ctx context.Context, t *testing.T, pod *valkeyharne
 		} else if failed++; failed >= failures {
 			t.Fatalf("the liveness probe failed %d times in a row while the node loads", failed)
 		}
-		time.Sleep(period)
+		nextProbe(ctx, tick)
 	}
 	loaded := time.Since(start)
 	t.Logf("the load ended %s after the restart; liveness passed %d times during it", loaded.Round(time.Millisecond), passedWhileLoading)
@@ -190,11 +194,23 @@ func cliErr(ctx context.Context, pod *valkeyharness.Pod, stdin string, args ...s
 
 func waitFor(ctx context.Context, t *testing.T, bound time.Duration, what string, done func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for !done() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			t.Fatalf("waited %s for %s", bound, what)
 		}
-		time.Sleep(100 * time.Millisecond)
+		nextProbe(ctx, tick)
+	}
+}
+
+// nextProbe waits for the next tick of the probes' cadence, as the kubelet
+// probes every period, or for ctx to end; the callers check ctx.
+func nextProbe(ctx context.Context, tick *time.Ticker) {
+	select {
+	case <-ctx.Done():
+	case <-tick.C:
 	}
 }
