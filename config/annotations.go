@@ -10,6 +10,13 @@ import (
 // AnnotationPrefix starts every per-object override: valkey-webhook.io/<key>.
 const AnnotationPrefix = "valkey-webhook.io/"
 
+// HardenedWithAnnotation is not an override: valkey-webhook writes it on each
+// labeled StatefulSet it hardens, with the settings its pod template was
+// hardened with (defaults.HardenWithOverrides), so that an UPDATE can tell what
+// it injected from what a user set. Overrides, Effective and the unknown-key
+// checks pass it over.
+const HardenedWithAnnotation = AnnotationPrefix + "hardened-with"
+
 // clusterWideOnly are the keys that make no sense on one object and so cannot be
 // overridden by an annotation.
 const clusterWideOnly = "enforcement."
@@ -35,7 +42,7 @@ func Effective(base Policy, annotations map[string]string, annotationsPath *fiel
 	overridden := map[string]string{}
 	names := make([]string, 0, len(annotations))
 	for name := range annotations {
-		if strings.HasPrefix(name, AnnotationPrefix) {
+		if isOverride(name) {
 			names = append(names, name)
 		}
 	}
@@ -78,7 +85,7 @@ func Effective(base Policy, annotations map[string]string, annotationsPath *fiel
 func WithoutInheritedUnknown(annotations, old map[string]string) (map[string]string, []string) {
 	var dropped []string
 	for name, v := range annotations {
-		if !strings.HasPrefix(name, AnnotationPrefix) || knownAnnotation(name) {
+		if !isOverride(name) || knownAnnotation(name) {
 			continue
 		}
 		if ov, ok := old[name]; ok && ov == v {
@@ -110,11 +117,17 @@ func knownAnnotation(name string) bool {
 func Overrides(annotations map[string]string) map[string]string {
 	out := map[string]string{}
 	for name, v := range annotations {
-		if strings.HasPrefix(name, AnnotationPrefix) {
+		if isOverride(name) {
 			out[name] = v
 		}
 	}
 	return out
+}
+
+// isOverride reports whether an annotation is under the prefix and meant as an
+// override (known or not): every name there but the one valkey-webhook writes.
+func isOverride(name string) bool {
+	return strings.HasPrefix(name, AnnotationPrefix) && name != HardenedWithAnnotation
 }
 
 func knownAnnotations() []string {

@@ -17,13 +17,7 @@ const PodIPEnv = "POD_IP"
 
 func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *config.Policy) {
 	if len(c.Command) == 0 && len(c.Args) == 0 {
-		c.Command = []string{"valkey-server"}
-		c.Args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
-		if p.TLSEnabled() {
-			// Redirects name the pod's DNS name, which the certificate covers, so
-			// that a cluster client verifying certificates follows MOVED and ASK.
-			c.Args = append(c.Args, "--cluster-announce-hostname", podDNSNameExpr(sts, p), "--cluster-preferred-endpoint-type", "hostname")
-		}
+		c.Command, c.Args = valkeyCommand(sts, p)
 	}
 	if !hasEnv(c, PodIPEnv) {
 		c.Env = append(c.Env, fieldEnv(PodIPEnv, "status.podIP"))
@@ -39,7 +33,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	addPort(c, BusPortName, p.Valkey.Port+BusPortOffset)
 
 	if c.LivenessProbe == nil {
-		c.LivenessProbe = execProbe(p, "ping", alivePattern, 10, 6)
+		c.LivenessProbe = livenessProbe(p)
 	}
 	if c.ReadinessProbe == nil {
 		c.ReadinessProbe = clusterReadinessProbe(p)
@@ -51,7 +45,7 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 		c.Lifecycle.PreStop = handoverHook(p, sts.Spec.Template.Spec.TerminationGracePeriodSeconds)
 	}
 	if c.StartupProbe == nil && p.StartupProbe.Enabled {
-		c.StartupProbe = execProbe(p, "ping", alivePattern, int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
+		c.StartupProbe = startupProbe(p)
 	}
 
 	if hasClaimTemplate(sts, DataVolume) || HasVolume(&sts.Spec.Template.Spec, DataVolume) {
@@ -63,11 +57,36 @@ func hardenValkeyContainer(sts *appsv1.StatefulSet, c *corev1.Container, p *conf
 	addMount(c, corev1.VolumeMount{Name: TmpVolume, MountPath: TmpDir})
 	addResourceDefaults(c, p.Valkey.CPURequest, valkeyEphemeral)
 	if p.TLSEnabled() {
-		addMount(c, corev1.VolumeMount{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true})
+		addMount(c, tlsMount)
 	}
 	if p.Auth.Enabled {
-		addMount(c, corev1.VolumeMount{Name: AuthVolume, MountPath: AuthDir, ReadOnly: true})
+		addMount(c, authMount)
 	}
+}
+
+// The mounts of the TLS and auth Secrets in the valkey container.
+var (
+	tlsMount  = corev1.VolumeMount{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true}
+	authMount = corev1.VolumeMount{Name: AuthVolume, MountPath: AuthDir, ReadOnly: true}
+)
+
+// valkeyCommand is the valkey container's command and arguments.
+func valkeyCommand(sts *appsv1.StatefulSet, p *config.Policy) (command, args []string) {
+	args = []string{ConfigFile, "--cluster-announce-ip", "$(" + PodIPEnv + ")"}
+	if p.TLSEnabled() {
+		// Redirects name the pod's DNS name, which the certificate covers, so
+		// that a cluster client verifying certificates follows MOVED and ASK.
+		args = append(args, "--cluster-announce-hostname", podDNSNameExpr(sts, p), "--cluster-preferred-endpoint-type", "hostname")
+	}
+	return []string{"valkey-server"}, args
+}
+
+func livenessProbe(p *config.Policy) *corev1.Probe {
+	return execProbe(p, "ping", alivePattern, 10, 6)
+}
+
+func startupProbe(p *config.Policy) *corev1.Probe {
+	return execProbe(p, "ping", alivePattern, int32(p.StartupProbe.PeriodSeconds), int32(p.StartupProbe.FailureThreshold))
 }
 
 // alivePattern is the answer to PING of a server that works: PONG, and LOADING
@@ -201,7 +220,7 @@ func metricsContainer(sts *appsv1.StatefulSet, p *config.Policy) corev1.Containe
 				corev1.EnvVar{Name: "REDIS_EXPORTER_TLS_CLIENT_KEY_FILE", Value: TLSDir + "/tls.key"},
 			)
 		}
-		c.VolumeMounts = []corev1.VolumeMount{{Name: TLSVolume, MountPath: TLSDir, ReadOnly: true}}
+		c.VolumeMounts = []corev1.VolumeMount{tlsMount}
 	}
 	return c
 }
@@ -223,15 +242,19 @@ func addVolumes(sts *appsv1.StatefulSet, p *config.Policy) {
 	}})
 	add(corev1.Volume{Name: TmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse(TmpSizeLimit))}}})
 	if p.TLSEnabled() {
-		add(corev1.Volume{Name: TLSVolume, VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(sts, p), DefaultMode: ptr.To(int32(0o440))},
-		}})
+		add(secretVolume(TLSVolume, TLSSecretName(sts, p)))
 	}
 	if p.Auth.Enabled {
-		add(corev1.Volume{Name: AuthVolume, VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: AuthSecretName(sts, p), DefaultMode: ptr.To(int32(0o440))},
-		}})
+		add(secretVolume(AuthVolume, AuthSecretName(sts, p)))
 	}
+}
+
+// secretVolume is the pod volume of the TLS or the auth Secret: readable by the
+// pod's group (fsGroup) only.
+func secretVolume(name, secret string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+		Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: ptr.To(int32(0o440))},
+	}}
 }
 
 func hasEnv(c *corev1.Container, name string) bool {

@@ -26,10 +26,18 @@ var AnnotationsPath = field.NewPath("metadata", "annotations")
 // stored (Harden would change nothing): such an update (labels, finalizers, a
 // scale) is never refused for what the stored object already carries. Unknown
 // valkey-webhook.io/ keys that the stored object already had are ignored.
+//
+// Otherwise, on UPDATE, what the stored template still holds as it was injected
+// for its settings is injected again for the new ones (disown), and the settings
+// are recorded in config.HardenedWithAnnotation for the next UPDATE.
 func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field.ErrorList {
 	annotations := sts.Annotations
 	if old != nil {
-		if sts.DeletionTimestamp != nil || templateSettled(old, sts) {
+		if sts.DeletionTimestamp != nil {
+			return nil
+		}
+		if templateSettled(old, sts) {
+			keepHardenedWith(sts, old)
 			return nil
 		}
 		annotations, _ = config.WithoutInheritedUnknown(sts.Annotations, old.Annotations)
@@ -38,11 +46,34 @@ func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field
 	if len(errs) > 0 {
 		return errs
 	}
+	if old != nil && IsLabeled(old) {
+		if pOld, ok := StoredPolicy(old, base); ok && hardenedWith(&pOld) != hardenedWith(&p) {
+			disown(sts, old, &pOld)
+		}
+	}
 	Harden(sts, old, &p)
 	if old != nil {
 		keepChecksum(sts, old, base, &p)
 	}
+	if sts.Annotations == nil {
+		sts.Annotations = map[string]string{}
+	}
+	sts.Annotations[config.HardenedWithAnnotation] = hardenedWith(&p)
 	return nil
+}
+
+// keepHardenedWith gives an UPDATE that leaves the template as stored the
+// stored record of its settings, should the update have dropped or changed it
+// (a kubectl replace of the user's own manifest): the record is valkey-webhook's.
+func keepHardenedWith(sts, old *appsv1.StatefulSet) {
+	stored, ok := old.Annotations[config.HardenedWithAnnotation]
+	if !ok || sts.Annotations[config.HardenedWithAnnotation] == stored {
+		return
+	}
+	if sts.Annotations == nil {
+		sts.Annotations = map[string]string{}
+	}
+	sts.Annotations[config.HardenedWithAnnotation] = stored
 }
 
 // keepChecksum leaves an UPDATE's config checksum as stored when the update does
@@ -50,10 +81,18 @@ func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field
 // checksum records what the pods were last rolled for, in whichever form the
 // release that wrote it used (defaults.LegacyChecksum), and only a change of
 // settings may roll them. A change of the base policy itself is the companion
-// controller's to roll.
+// controller's to roll, unless the update changes the template otherwise: then
+// its pods roll anyway, and the checksum is kept only if it is the new
+// settings' (in the earlier form).
 func keepChecksum(sts, old *appsv1.StatefulSet, base config.Policy, p *config.Policy) {
 	stored, ok := old.Spec.Template.Annotations[ChecksumAnnotation]
 	if !ok || sts.Spec.Template.Annotations == nil {
+		return
+	}
+	if !sameApartFromChecksum(old.Spec.Template, sts.Spec.Template) {
+		if stored == LegacyChecksum(ValkeyConf(sts, p)) {
+			sts.Spec.Template.Annotations[ChecksumAnnotation] = stored
+		}
 		return
 	}
 	oldAnnotations, _ := config.WithoutInheritedUnknown(old.Annotations, old.Annotations)
@@ -61,6 +100,13 @@ func keepChecksum(sts, old *appsv1.StatefulSet, base config.Policy, p *config.Po
 	if len(errs) == 0 && SameSettings(ValkeyConf(old, &oldP), ValkeyConf(sts, p)) {
 		sts.Spec.Template.Annotations[ChecksumAnnotation] = stored
 	}
+}
+
+func sameApartFromChecksum(a, b corev1.PodTemplateSpec) bool {
+	a, b = *a.DeepCopy(), *b.DeepCopy()
+	delete(a.Annotations, ChecksumAnnotation)
+	delete(b.Annotations, ChecksumAnnotation)
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 // Harden injects everything a Valkey cluster StatefulSet needs, in place. p is the
@@ -237,12 +283,16 @@ func addTopologySpread(spec *corev1.PodSpec, p *config.Policy, selector *metav1.
 			return
 		}
 	}
-	spec.TopologySpreadConstraints = append(spec.TopologySpreadConstraints, corev1.TopologySpreadConstraint{
+	spec.TopologySpreadConstraints = append(spec.TopologySpreadConstraints, topologySpread(p, selector))
+}
+
+func topologySpread(p *config.Policy, selector *metav1.LabelSelector) corev1.TopologySpreadConstraint {
+	return corev1.TopologySpreadConstraint{
 		MaxSkew:           int32(p.TopologySpreadConstraints.MaxSkew),
-		TopologyKey:       key,
+		TopologyKey:       p.TopologySpreadConstraints.TopologyKey,
 		WhenUnsatisfiable: corev1.UnsatisfiableConstraintAction(p.TopologySpreadConstraints.WhenUnsatisfiable),
 		LabelSelector:     selector,
-	})
+	}
 }
 
 // addHostAntiAffinity prefers one pod per node, unless the user set pod
