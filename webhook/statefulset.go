@@ -42,7 +42,8 @@ func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []s
 
 // validate is Validate, and of an UPDATE when old is set: unknown
 // valkey-webhook.io/ keys that the stored object already carries are warned
-// about, not refused.
+// about, not refused, and a change of settings that cannot reach the stored
+// object in place is refused (validateSettingsChange).
 func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
@@ -52,12 +53,16 @@ func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList
 		annotations, inherited = config.WithoutInheritedUnknown(sts.Annotations, old.Annotations)
 	}
 	p, errs := config.Effective(base, annotations, defaults.AnnotationsPath)
+	settingsValid := len(errs) == 0
 	errs = append(errs, validateReplicas(sts, &p, specPath)...)
 	errs = append(errs, validateDataVolume(sts, &p, specPath)...)
 	errs = append(errs, validatePodSecurity(sts, specPath)...)
 	errs = append(errs, validateMaxmemory(sts, &p, specPath)...)
 	errs = append(errs, validateNoLiteralPassword(sts, specPath)...)
 	errs = append(errs, validateRollingUpdate(sts, specPath)...)
+	if old != nil && settingsValid {
+		errs = append(errs, validateSettingsChange(sts, old, base, &p)...)
+	}
 	warnings := statefulSetWarnings(sts, &p, specPath)
 	for _, name := range inherited {
 		warnings = append(warnings, fmt.Sprintf("%s: unknown key, kept from the stored object and ignored: remove it (the known keys are in the README, The policy)", defaults.AnnotationsPath.Key(name)))

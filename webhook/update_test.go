@@ -2,16 +2,19 @@ package webhook
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
 // storedMinimal is the minimal example as the API server stores it under the
@@ -199,5 +202,123 @@ func TestEnforceUpdateRatchets(t *testing.T) {
 	got = updateAnswers(t, deny, labeled, unlabel, EnforcePath)[EnforcePath]
 	if got.Allowed || !strings.Contains(got.Message, denial) {
 		t.Errorf("taking the label off: want refused with %q, got %+v", denial, got)
+	}
+}
+
+// TestUpdateRefusesWhatCannotChange: an UPDATE is mutated, then validated, as
+// the API server does; a change of settings that cannot reach the stored object
+// in place is refused with the field and the way to make it, and everything
+// else is admitted with the new settings injected.
+func TestUpdateRefusesWhatCannotChange(t *testing.T) {
+	tlsIssuer := config.Default()
+	tlsIssuer.TLS.Issuer = "ClusterIssuer/internal-ca"
+	running := func(sts *appsv1.StatefulSet) { sts.Status.Replicas = 6 }
+	annotate := func(key, value string) func(*appsv1.StatefulSet) {
+		return func(sts *appsv1.StatefulSet) { sts.Annotations[config.AnnotationPrefix+key] = value }
+	}
+	tests := []struct {
+		name    string
+		policy  config.Policy // the policy at the UPDATE; the object was stored under the default
+		stored  func(*appsv1.StatefulSet)
+		update  []func(*appsv1.StatefulSet)
+		refused string // the denial's start, "" when admitted
+		check   func(*testing.T, *appsv1.StatefulSet)
+	}{
+		{
+			name: "TLS turned on by annotation while the pods run: refused", policy: config.Default(), stored: running,
+			update:  []func(*appsv1.StatefulSet){annotate("tls.secretName", "cache-tls")},
+			refused: "metadata.annotations[valkey-webhook.io/tls.secretName]: Forbidden: turns TLS on while the pods run: rolled one at a time, the first new pod speaks TLS",
+		},
+		{
+			name: "TLS turned on by annotation with OnDelete: admitted, with TLS probes and exporter", policy: config.Default(), stored: running,
+			update: []func(*appsv1.StatefulSet){annotate("tls.secretName", "cache-tls"), func(sts *appsv1.StatefulSet) {
+				sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+			}},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				c := defaults.FindContainer(sts.Spec.Template.Spec.Containers, defaults.ValkeyContainer)
+				for name, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
+					if !strings.Contains(strings.Join(probe.Exec.Command, " "), "--tls --cacert") {
+						t.Errorf("the %s probe does not use TLS: %v", name, probe.Exec.Command)
+					}
+				}
+				m := defaults.FindContainer(sts.Spec.Template.Spec.Containers, defaults.MetricsContainer)
+				if m == nil || !slices.ContainsFunc(m.Env, func(e corev1.EnvVar) bool { return e.Name == "REDIS_ADDR" && strings.HasPrefix(e.Value, "rediss://") }) {
+					t.Errorf("the exporter does not reach Valkey over TLS: %+v", m)
+				}
+			},
+		},
+		{
+			name: "TLS turned on by annotation before any pod runs: admitted", policy: config.Default(),
+			update: []func(*appsv1.StatefulSet){annotate("tls.secretName", "cache-tls")},
+		},
+		{
+			name: "auth turned off by annotation while the pods run: refused", policy: config.Default(), stored: running,
+			update:  []func(*appsv1.StatefulSet){annotate("auth.enabled", "false")},
+			refused: "metadata.annotations[valkey-webhook.io/auth.enabled]: Forbidden: turns auth off while the pods run",
+		},
+		{
+			name: "TLS turned on by a policy edit, then a change of the template: refused at the policy key", policy: tlsIssuer, stored: running,
+			update:  []func(*appsv1.StatefulSet){func(sts *appsv1.StatefulSet) { sts.Spec.Template.Labels["tier"] = "cache" }},
+			refused: "tls.issuer: Forbidden: turns TLS on while the pods run",
+		},
+		{
+			name: "TLS turned on by a policy edit, then a label on the StatefulSet: admitted, nothing rolls", policy: tlsIssuer, stored: running,
+			update: []func(*appsv1.StatefulSet){func(sts *appsv1.StatefulSet) { sts.Labels["team"] = "payments" }},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				if c := defaults.FindContainer(sts.Spec.Template.Spec.Containers, defaults.ValkeyContainer); strings.Contains(strings.Join(c.LivenessProbe.Exec.Command, " "), "--tls") {
+					t.Errorf("a label-only update changed the probes: %v", c.LivenessProbe.Exec.Command)
+				}
+			},
+		},
+		{
+			name: "the pods' UID changed by annotation: refused", policy: config.Default(),
+			update:  []func(*appsv1.StatefulSet){annotate("security.runAsUser", "1000")},
+			refused: `metadata.annotations[valkey-webhook.io/security.runAsUser]: Forbidden: security.runAsUser cannot change from "999" to "1000" on a StatefulSet that exists: the files on the data volumes belong to the UID`,
+		},
+		{
+			name: "the volume size changed by annotation: refused", policy: config.Default(),
+			update:  []func(*appsv1.StatefulSet){annotate("persistence.size", "16Gi")},
+			refused: `metadata.annotations[valkey-webhook.io/persistence.size]: Forbidden: persistence.size cannot change from "8Gi" to "16Gi" on a StatefulSet that exists: the API server keeps a StatefulSet's volumeClaimTemplates as created`,
+		},
+		{
+			name: "the port changed by annotation while the pods run: admitted, probes and ports follow", policy: config.Default(), stored: running,
+			update: []func(*appsv1.StatefulSet){annotate("valkey.port", "6380")},
+			check: func(t *testing.T, sts *appsv1.StatefulSet) {
+				c := defaults.FindContainer(sts.Spec.Template.Spec.Containers, defaults.ValkeyContainer)
+				if !strings.Contains(strings.Join(c.ReadinessProbe.Exec.Command, " "), "-p 6380") || !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == 16380 }) {
+					t.Errorf("the probes or ports do not follow the port: %v %v", c.ReadinessProbe.Exec.Command, c.Ports)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := storedMinimal(t)
+			if tt.stored != nil {
+				tt.stored(old)
+			}
+			sts := old.DeepCopy()
+			for _, u := range tt.update {
+				u(sts)
+			}
+			if err := Mutate(sts, old, tt.policy); err != nil {
+				t.Fatalf("mutation refused: %v", err)
+			}
+			errs, _ := validate(sts, old, tt.policy)
+			stored, _ := validate(old, old, tt.policy)
+			refused, _ := ratchet(errs, stored)
+			switch {
+			case tt.refused == "" && len(refused) > 0:
+				t.Fatalf("refused: %v", refused)
+			case tt.refused != "" && (len(refused) != 1 || !strings.HasPrefix(refused[0].Error(), tt.refused)):
+				t.Fatalf("refused with %v, want one error starting %q", refused, tt.refused)
+			}
+			if tt.refused != "" && !strings.Contains(refused[0].Error(), "set it back") && !strings.Contains(refused[0].Error(), "OnDelete") {
+				t.Errorf("the denial does not say what to do: %v", refused[0])
+			}
+			if tt.check != nil {
+				tt.check(t, sts)
+			}
+		})
 	}
 }
