@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
 )
 
 // restartServe replaces the running serve by one started with args, and puts
@@ -117,6 +119,9 @@ var _ = Describe("Day-2 updates after the policy tightened under a stored Statef
 	It("refuses an update that makes the violation worse, naming the field", func(ctx SpecContext) {
 		sts := get(ctx, ns, key.Name)
 		sts.Spec.Replicas = new(int32(5))
+		// The scale guard would refuse too (no pod runs here), and the API server
+		// reports whichever denial comes first: this spec is about validation.
+		sts.Annotations[config.AnnotationPrefix+"scaleGuard"] = config.ScaleGuardOff
 		err := k8s.Update(ctx, sts)
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
 		Expect(err).To(MatchError(ContainSubstring("spec.replicas: Invalid value: 5: must be at least 8")))

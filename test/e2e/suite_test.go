@@ -50,7 +50,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Eventually(server).WithTimeout(30 * time.Second).Should(gexec.Exit(0))
 	})
 
-	for _, ns := range []string{"team-a", "team-b"} {
+	for _, ns := range []string{"team-a", "team-b", "team-c", "team-d"} {
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 	}
 }, NodeTimeout(5*time.Minute))
