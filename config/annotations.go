@@ -17,15 +17,24 @@ const AnnotationPrefix = "valkey-webhook.io/"
 // checks pass it over.
 const HardenedWithAnnotation = AnnotationPrefix + "hardened-with"
 
-// clusterWideOnly are the keys that make no sense on one object and so cannot be
-// overridden by an annotation.
-const clusterWideOnly = "enforcement."
+// clusterWideOnly are the prefixes of the keys that make no sense on one object
+// and so cannot be overridden by an annotation.
+var clusterWideOnly = []string{"enforcement.", "rollout."}
+
+func isClusterWideOnly(key string) bool {
+	for _, prefix := range clusterWideOnly {
+		if strings.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // AnnotationKeys returns the policy keys that an annotation may override, sorted.
 func AnnotationKeys() []string {
 	var out []string
 	for _, l := range leaves {
-		if !strings.HasPrefix(l.key, clusterWideOnly) {
+		if !isClusterWideOnly(l.key) {
 			out = append(out, l.key)
 		}
 	}
@@ -109,7 +118,7 @@ func WithoutInheritedUnknown(annotations, old map[string]string) (map[string]str
 func knownAnnotation(name string) bool {
 	key := strings.TrimPrefix(name, AnnotationPrefix)
 	_, ok := lookup(key)
-	return ok && !strings.HasPrefix(key, clusterWideOnly)
+	return ok && !isClusterWideOnly(key)
 }
 
 // Overrides returns the valkey-webhook.io/ annotations of an object, for comparing

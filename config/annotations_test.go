@@ -240,9 +240,12 @@ func TestEffectiveUnknownKeyMessage(t *testing.T) {
 }
 
 func TestAnnotationKeys(t *testing.T) {
+	clusterWide := func(k string) bool {
+		return strings.HasPrefix(k, "enforcement.") || strings.HasPrefix(k, "rollout.")
+	}
 	var want []string
 	for _, k := range config.Keys() {
-		if !strings.HasPrefix(k, "enforcement.") {
+		if !clusterWide(k) {
 			want = append(want, k)
 		}
 	}
@@ -253,13 +256,8 @@ func TestAnnotationKeys(t *testing.T) {
 	if !sort.StringsAreSorted(got) {
 		t.Errorf("AnnotationKeys() is not sorted: %v", got)
 	}
-	for _, k := range got {
-		if strings.HasPrefix(k, "enforcement.") {
-			t.Errorf("AnnotationKeys() contains the cluster-wide key %q", k)
-		}
-	}
-	if len(got) != len(config.Keys())-1 {
-		t.Errorf("AnnotationKeys() has %d keys, want all %d keys but enforcement.unlabeled", len(got), len(config.Keys()))
+	if len(got) != len(config.Keys())-3 {
+		t.Errorf("AnnotationKeys() has %d keys, want all %d keys but enforcement.unlabeled, rollout.healthTimeoutSeconds and rollout.maxClusters", len(got), len(config.Keys()))
 	}
 }
 

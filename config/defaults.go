@@ -43,6 +43,7 @@ func Default() Policy {
 			Image:   "docker.io/oliver006/redis_exporter:v1.67.0",
 		},
 		Enforcement: EnforcementPolicy{Unlabeled: EnforceWarn},
+		Rollout:     RolloutPolicy{MaxClusters: 1, HealthTimeoutSeconds: 1800},
 		ScaleGuard:  ScaleGuardEnforce,
 	}
 }

@@ -22,6 +22,7 @@ type Policy struct {
 	TLS                       TLSPolicy                 `json:"tls"`
 	Metrics                   MetricsPolicy             `json:"metrics"`
 	Enforcement               EnforcementPolicy         `json:"enforcement"`
+	Rollout                   RolloutPolicy             `json:"rollout"`
 	// ScaleGuard is what the scale guard does with a scale-down of a labeled
 	// StatefulSet: enforce, warn or off.
 	ScaleGuard string `json:"scaleGuard"`
@@ -145,6 +146,16 @@ type MetricsPolicy struct {
 type EnforcementPolicy struct {
 	// Unlabeled is one of deny, warn or off.
 	Unlabeled string `json:"unlabeled"`
+}
+
+// RolloutPolicy paces the rolls that a policy edit or an upgrade of valkey-webhook
+// starts in existing clusters (controller/rollout.go).
+type RolloutPolicy struct {
+	// MaxClusters is how many clusters roll at the same time.
+	MaxClusters int `json:"maxClusters"`
+	// HealthTimeoutSeconds bounds the time a rolled cluster has to get healthy
+	// again; past it, the rollout stops until it is.
+	HealthTimeoutSeconds int `json:"healthTimeoutSeconds"`
 }
 
 // Enforcement modes for EnforcementPolicy.Unlabeled.

@@ -144,6 +144,8 @@ func (p *Policy) Validate(pathOf func(key string) *field.Path) field.ErrorList {
 	}
 
 	oneOf("enforcement.unlabeled", p.Enforcement.Unlabeled, enforcementModes)
+	atLeast("rollout.maxClusters", p.Rollout.MaxClusters, 1, ": at 0 no existing cluster would ever get a new policy")
+	atLeast("rollout.healthTimeoutSeconds", p.Rollout.HealthTimeoutSeconds, 1, "")
 	oneOf("scaleGuard", p.ScaleGuard, scaleGuardModes)
 	return errs
 }

@@ -40,6 +40,16 @@ func TestValidate(t *testing.T) {
 			wantErr: field.ErrorList{field.Invalid(path("cluster.replicasPerMaster"), -1, "")},
 		},
 		{
+			name:    "rollout.maxClusters 0",
+			modify:  func(p *config.Policy) { p.Rollout.MaxClusters = 0 },
+			wantErr: field.ErrorList{field.Invalid(path("rollout.maxClusters"), 0, "")},
+		},
+		{
+			name:    "rollout.healthTimeoutSeconds 0",
+			modify:  func(p *config.Policy) { p.Rollout.HealthTimeoutSeconds = 0 },
+			wantErr: field.ErrorList{field.Invalid(path("rollout.healthTimeoutSeconds"), 0, "")},
+		},
+		{
 			name:   "cluster.replicasPerMaster 0",
 			modify: func(p *config.Policy) { p.Cluster.ReplicasPerMaster = 0 },
 		},

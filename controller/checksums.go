@@ -11,7 +11,7 @@ import (
 )
 
 // syncChecksums keeps the pod template's config checksum equal to the hash of the
-// settings of conf, the valkey.conf the ConfigMap holds (configText). When they
+// settings of conf, the valkey.conf the ConfigMap holds (Reconcile). When they
 // differ (the policy changed what Valkey reads), it patches the template
 // annotation, which rolls the pods one at a time. Nothing else ever touches the
 // template, so no other change rolls the pods. A checksum in the form earlier

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -44,6 +46,8 @@ const (
 	ReasonInvalidOverrides = "InvalidOverrides"
 	ReasonUnmanaged        = "Unmanaged"
 	ReasonRolling          = "RollingPods"
+	ReasonRolloutWaiting   = "RolloutWaiting"
+	ReasonRolloutStalled   = "RolloutStalled"
 )
 
 // CompanionReconciler keeps the companion objects of every labeled StatefulSet in
@@ -65,6 +69,9 @@ type CompanionReconciler struct {
 	// controller and its scale guard): the NetworkPolicy admits its pods to the
 	// client port. No StatefulSet of that namespace is acted on, nor of kube-system.
 	ControllerNamespace string
+
+	gateOnce sync.Once
+	rollout  *rolloutGate
 }
 
 // Reconcile brings one StatefulSet's companions in line. Errors are returned, so
@@ -92,9 +99,27 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, nil
 	}
 
-	conf, err := r.configText(ctx, sts, &p)
+	want := defaults.ValkeyConf(sts, &p)
+	held, found, err := r.heldConfig(ctx, sts, &p)
 	if err != nil {
 		return reconcile.Result{}, r.failed(sts, "Read", defaults.ConfigMap(sts, &p), err)
+	}
+	conf, result, gated := want, reconcile.Result{}, false
+	switch {
+	case found && defaults.SameSettings(held, want):
+		// A release that changed only a comment or the order of the rendering
+		// rewrites nothing, and the text the pods started with stays to compare.
+		conf = held
+		r.gate().settled(req.NamespacedName)
+	case found && !asksFor(sts, want):
+		// The policy or this release changed the settings under the pods:
+		// their turn comes from the rollout gate.
+		gated = true
+		if !r.mayRoll(ctx, sts, &p) {
+			conf, result, gated = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
+		}
+	default:
+		r.gate().settled(req.NamespacedName)
 	}
 	var failed []error
 	for _, c := range companions(sts, &p, conf, r.CertManager, r.ControllerNamespace) {
@@ -121,23 +146,30 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if len(failed) > 0 {
 		return reconcile.Result{}, errors.Join(failed...)
 	}
-	return reconcile.Result{}, r.syncChecksums(ctx, sts, conf)
+	if err := r.syncChecksums(ctx, sts, conf); err != nil {
+		return reconcile.Result{}, err
+	}
+	if gated {
+		r.gate().begin(req.NamespacedName, time.Now(), sts.Generation)
+	}
+	return result, nil
 }
 
-// configText is the valkey.conf the ConfigMap should hold: the text rendered from
-// p, or the text it holds already when that makes the same settings (a release
-// that changed only a comment or the order of the rendering rewrites nothing, and
-// the text the pods were started with stays to compare with).
-func (r *CompanionReconciler) configText(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) (string, error) {
-	want := defaults.ValkeyConf(sts, p)
+// asksFor reports whether the pod template's checksum is already that of conf:
+// admission wrote it for an update of the user's, whose pods roll anyway.
+func asksFor(sts *appsv1.StatefulSet, conf string) bool {
+	stored := sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]
+	return stored == defaults.Checksum(conf) || stored == defaults.LegacyChecksum(conf)
+}
+
+// heldConfig is the valkey.conf that the StatefulSet's own ConfigMap holds, if
+// there is one.
+func (r *CompanionReconciler) heldConfig(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) (string, bool, error) {
 	existing, found, err := r.current(ctx, defaults.ConfigMap(sts, p))
 	if err != nil || !found || !metav1.IsControlledBy(existing, sts) {
-		return want, err
+		return "", false, err
 	}
-	if held := existing.(*corev1.ConfigMap).Data[defaults.ConfigKey]; defaults.SameSettings(held, want) {
-		return held, nil
-	}
-	return want, nil
+	return existing.(*corev1.ConfigMap).Data[defaults.ConfigKey], true, nil
 }
 
 // companion is one object the StatefulSet should have (want), or one kind of

@@ -96,3 +96,47 @@ func TestUpdateKeepsChecksumWithoutSettingsChange(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateTakesTheControllersChecksumPatch: after the base policy changed, the
+// companion controller's patch of the checksum, and nothing else, to that of the
+// settings rendered now is what rolls the pods: admission keeps it. A stale
+// checksum put back by a PUT, or one for settings other than those rendered now,
+// is not a roll anyone asked for: the stored one stays.
+func TestUpdateTakesTheControllersChecksumPatch(t *testing.T) {
+	sts, _ := readInput(t, "minimal")
+	if errs := HardenWithOverrides(sts, nil, config.Default()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	before := sts.Spec.Template.Annotations[ChecksumAnnotation]
+	edited := config.Default()
+	edited.Cluster.NodeTimeout = 6000
+	now := Checksum(ValkeyConf(sts, &edited))
+	if now == before {
+		t.Fatal("the edited policy renders the same settings: the test proves nothing")
+	}
+	tests := []struct {
+		name   string
+		stored string
+		asked  string
+		want   string
+	}{
+		{"the checksum of the settings rendered now: taken", before, now, now},
+		{"a stale checksum: the stored one stays", now, before, now},
+		{"an arbitrary value: the stored one stays", before, "sha256:0000", before},
+		{"the stored one is the earlier form of the settings rendered now: it stays", LegacyChecksum(ValkeyConf(sts, &edited)), now, LegacyChecksum(ValkeyConf(sts, &edited))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := sts.DeepCopy()
+			old.Spec.Template.Annotations[ChecksumAnnotation] = tt.stored
+			update := old.DeepCopy()
+			update.Spec.Template.Annotations[ChecksumAnnotation] = tt.asked
+			if errs := HardenWithOverrides(update, old, edited); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			if got := update.Spec.Template.Annotations[ChecksumAnnotation]; got != tt.want {
+				t.Errorf("checksum %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -51,9 +51,10 @@ func HardenWithOverrides(sts, old *appsv1.StatefulSet, base config.Policy) field
 			disown(sts, old, &pOld)
 		}
 	}
+	asked := sts.Spec.Template.Annotations[ChecksumAnnotation]
 	Harden(sts, old, &p)
 	if old != nil {
-		keepChecksum(sts, old, base, &p)
+		keepChecksum(sts, old, asked, base, &p)
 	}
 	if sts.Annotations == nil {
 		sts.Annotations = map[string]string{}
@@ -81,12 +82,17 @@ func keepHardenedWith(sts, old *appsv1.StatefulSet) {
 // checksum records what the pods were last rolled for, in whichever form the
 // release that wrote it used (defaults.LegacyChecksum), and only a change of
 // settings may roll them. A change of the base policy itself is the companion
-// controller's to roll, unless the update changes the template otherwise: then
-// its pods roll anyway, and the checksum is kept only if it is the new
-// settings' (in the earlier form).
-func keepChecksum(sts, old *appsv1.StatefulSet, base config.Policy, p *config.Policy) {
+// controller's to roll: its patch, which asks (asked: the checksum the update
+// carried) for the checksum of the settings rendered now, stands, unless the
+// stored one is already theirs in the earlier form. An update that changes the
+// template otherwise rolls its pods anyway: the checksum is kept only if it is
+// the new settings' (in the earlier form).
+func keepChecksum(sts, old *appsv1.StatefulSet, asked string, base config.Policy, p *config.Policy) {
 	stored, ok := old.Spec.Template.Annotations[ChecksumAnnotation]
 	if !ok || sts.Spec.Template.Annotations == nil {
+		return
+	}
+	if conf := ValkeyConf(sts, p); asked != stored && asked == Checksum(conf) && stored != LegacyChecksum(conf) {
 		return
 	}
 	if !sameApartFromChecksum(old.Spec.Template, sts.Spec.Template) {

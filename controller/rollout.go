@@ -1,0 +1,181 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+)
+
+// A policy edit, or an upgrade of valkey-webhook whose rendering of valkey.conf
+// differs in a setting, changes what every existing cluster should run with. The
+// rollout gate lets that change reach at most rollout.maxClusters clusters at a
+// time: a cluster's ConfigMap keeps the settings its pods run with, and its pod
+// template its checksum, until the gate lets it start; the next starts only once
+// the one before is healthy again. A cluster that is not healthy within
+// rollout.healthTimeoutSeconds holds the rollout, with an Event and the metric
+// valkey_webhook_rollout_clusters{state="stalled"}. Changes a user makes through
+// admission (an override, the template) are not gated: their update rolls the
+// pods at once, as any template change does. docs/design.md, "Paced rollouts".
+
+// rolloutPoll is how often a cluster waiting for its turn is looked at again.
+const rolloutPoll = 10 * time.Second
+
+// rolloutClusters counts the clusters of the rollout by state: rolling (started,
+// not healthy yet), stalled (rolling past the bound) and waiting (for a turn).
+var rolloutClusters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "valkey_webhook_rollout_clusters",
+	Help: "Clusters of the paced rollout of a policy or valkey-webhook change, by state: rolling, stalled, waiting.",
+}, []string{"state"})
+
+func init() { metrics.Registry.MustRegister(rolloutClusters) }
+
+// started is a cluster the gate let roll: when, and the generation its patch
+// made, which the StatefulSet controller must have seen before it counts as done.
+type started struct {
+	at         time.Time
+	generation int64
+	reported   bool // its stall has had its Event
+}
+
+// rolloutGate is the leader's memory of the rollout. A new leader starts with an
+// empty one: the clusters still rolling then are not counted, at most one
+// rollout's worth of clusters more at once.
+type rolloutGate struct {
+	mu      sync.Mutex
+	started map[types.NamespacedName]started
+	waiting map[types.NamespacedName]bool
+}
+
+func newRolloutGate() *rolloutGate {
+	return &rolloutGate{started: map[types.NamespacedName]started{}, waiting: map[types.NamespacedName]bool{}}
+}
+
+// healthy reports whether a StatefulSet's roll is over and every pod is ready,
+// as its status says once the StatefulSet controller has seen generation: every
+// pod of the current revision and ready. The pods' readiness probe is the
+// cluster's health: ready is cluster_state:ok, and for a replica its link up and
+// its initial sync done (defaults.readinessScript).
+func healthy(sts *appsv1.StatefulSet, generation int64) bool {
+	want := int32(1)
+	if sts.Spec.Replicas != nil {
+		want = *sts.Spec.Replicas
+	}
+	s := sts.Status
+	return s.ObservedGeneration >= generation && s.CurrentRevision == s.UpdateRevision &&
+		s.UpdatedReplicas == want && s.ReadyReplicas == want && s.Replicas == want
+}
+
+// rolloutState is what the gate knows of the clusters it let start, looked up in
+// current (absent: deleted): those still rolling, and of them those past the
+// bound. Healthy and deleted ones are done.
+func rolloutState(starts map[types.NamespacedName]started, current func(types.NamespacedName) (*appsv1.StatefulSet, bool), now time.Time, bound time.Duration) (rolling, stalled []types.NamespacedName) {
+	for key, s := range starts {
+		sts, ok := current(key)
+		if !ok || healthy(sts, s.generation) {
+			continue
+		}
+		rolling = append(rolling, key)
+		if now.Sub(s.at) > bound {
+			stalled = append(stalled, key)
+		}
+	}
+	return rolling, stalled
+}
+
+// admit decides whether key may start rolling now: fewer than maxClusters
+// clusters rolling, none of them stalled. It forgets the clusters that are done
+// and updates the metric. It returns whether key has just begun to wait, and the
+// clusters that have just stalled, for their Events.
+func (g *rolloutGate) admit(key types.NamespacedName, current func(types.NamespacedName) (*appsv1.StatefulSet, bool), now time.Time, maxClusters int, bound time.Duration) (ok, newlyWaiting bool, newlyStalled []types.NamespacedName) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rolling, stalled := rolloutState(g.started, current, now, bound)
+	keep := map[types.NamespacedName]started{}
+	for _, k := range rolling {
+		keep[k] = g.started[k]
+	}
+	for _, k := range stalled {
+		if s := keep[k]; !s.reported {
+			s.reported = true
+			keep[k] = s
+			newlyStalled = append(newlyStalled, k)
+		}
+	}
+	g.started = keep
+	_, self := g.started[key]
+	ok = self || (len(rolling) < maxClusters && len(stalled) == 0)
+	if ok {
+		delete(g.waiting, key)
+	} else if !g.waiting[key] {
+		g.waiting[key] = true
+		newlyWaiting = true
+	}
+	g.report(len(rolling), len(stalled))
+	return ok, newlyWaiting, newlyStalled
+}
+
+// begin records that key started rolling with the patch that made generation.
+func (g *rolloutGate) begin(key types.NamespacedName, now time.Time, generation int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.started[key] = started{at: now, generation: generation}
+	rolloutClusters.WithLabelValues("rolling").Set(float64(len(g.started)))
+}
+
+// settled forgets a cluster that needs nothing from the rollout (any more).
+func (g *rolloutGate) settled(key types.NamespacedName) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.waiting[key] {
+		delete(g.waiting, key)
+		rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
+	}
+}
+
+func (g *rolloutGate) report(rolling, stalled int) {
+	rolloutClusters.WithLabelValues("rolling").Set(float64(rolling))
+	rolloutClusters.WithLabelValues("stalled").Set(float64(stalled))
+	rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
+}
+
+// gate is the reconciler's rollout gate, made on first use.
+func (r *CompanionReconciler) gate() *rolloutGate {
+	r.gateOnce.Do(func() { r.rollout = newRolloutGate() })
+	return r.rollout
+}
+
+// mayRoll asks the gate whether sts may start rolling to the settings of p now.
+// A cluster that begins to wait gets an Event saying so; one that stalls the
+// rollout gets a warning Event saying what holds it.
+func (r *CompanionReconciler) mayRoll(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy) bool {
+	current := func(key types.NamespacedName) (*appsv1.StatefulSet, bool) {
+		s := &appsv1.StatefulSet{}
+		if err := r.Client.Get(ctx, key, s); err != nil {
+			return s, !apierrors.IsNotFound(err) // unreadable counts as still rolling
+		}
+		return s, true
+	}
+	bound := time.Duration(p.Rollout.HealthTimeoutSeconds) * time.Second
+	ok, waiting, stalled := r.gate().admit(client.ObjectKeyFromObject(sts), current, time.Now(), p.Rollout.MaxClusters, bound)
+	for _, key := range stalled {
+		if s, found := current(key); found && s.Name != "" {
+			r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, ReasonRolloutStalled, "Rollout",
+				"not healthy %s after its roll to new settings began (rollout.healthTimeoutSeconds): the rollout to the other clusters waits until every pod of this one is ready; look at its pods (kubectl describe pod), or fix the policy", bound)
+		}
+	}
+	if waiting {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonRolloutWaiting, "Rollout",
+			"the policy (or this release of valkey-webhook) changes what this cluster runs with: it waits for its turn, %d cluster(s) at a time, each healthy before the next (rollout.maxClusters)", p.Rollout.MaxClusters)
+	}
+	return ok
+}

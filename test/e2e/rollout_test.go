@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// The paced rollout, on a real kube-apiserver. No StatefulSet controller or
+// kubelet runs here, so the spec writes each StatefulSet's status as the
+// StatefulSet controller would once every pod of the new revision is ready: that
+// is the health the gate waits for, and the spec decides when it comes. The
+// real pods' readiness is the real-node suite's.
+var _ = Describe("A policy edit under running clusters rolls them one at a time", Ordered, func() {
+	const ns = "team-r"
+	names := []string{"alpha", "bravo", "charlie"}
+	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+
+	// markHealthy writes the status of a StatefulSet whose roll is over and
+	// whose pods are all ready, for its current generation.
+	markHealthy := func(ctx context.Context, name string) {
+		GinkgoHelper()
+		sts := get(ctx, ns, name)
+		sts.Status = appsv1.StatefulSetStatus{
+			ObservedGeneration: sts.Generation, Replicas: *sts.Spec.Replicas, ReadyReplicas: *sts.Spec.Replicas,
+			UpdatedReplicas: *sts.Spec.Replicas, CurrentReplicas: *sts.Spec.Replicas, AvailableReplicas: *sts.Spec.Replicas,
+			CurrentRevision: fmt.Sprintf("%s-%d", name, sts.Generation), UpdateRevision: fmt.Sprintf("%s-%d", name, sts.Generation),
+		}
+		Expect(k8s.Status().Update(ctx, sts)).To(Succeed())
+	}
+	checksum := func(ctx context.Context, name string) string {
+		return get(ctx, ns, name).Spec.Template.Annotations[defaults.ChecksumAnnotation]
+	}
+	conf := func(ctx context.Context, name string) string {
+		cm := &corev1.ConfigMap{}
+		if err := k8s.Get(ctx, key(name+"-config"), cm); err != nil {
+			return ""
+		}
+		return cm.Data[defaults.ConfigKey]
+	}
+	writePolicy := func(text string) string {
+		path := filepath.Join(GinkgoT().TempDir(), "policy.yaml")
+		Expect(os.WriteFile(path, []byte(text), 0o600)).To(Succeed())
+		return path
+	}
+	before := map[string]string{}
+
+	BeforeAll(func(ctx SpecContext) {
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		for _, name := range names {
+			sts := minimal(ns)
+			sts.Name = name
+			Expect(k8s.Create(ctx, sts)).To(Succeed())
+		}
+		DeferCleanup(func(ctx SpecContext) {
+			Expect(k8s.DeleteAllOf(ctx, &appsv1.StatefulSet{}, client.InNamespace(ns))).To(Succeed())
+		})
+		for _, name := range names {
+			Eventually(func() string { return conf(ctx, name) }).WithContext(ctx).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).
+				Should(ContainSubstring("cluster-node-timeout 5000"), "%s gets its ConfigMap", name)
+			markHealthy(ctx, name)
+			before[name] = checksum(ctx, name)
+		}
+	}, NodeTimeout(2*time.Minute))
+
+	It("starts the next cluster only once the one before is healthy, and keeps the waiting ones' ConfigMaps as they were", func(ctx SpecContext) {
+		restartServe("--config", writePolicy("cluster:\n  nodeTimeout: 6000\n"))
+
+		rolled := map[string]bool{}
+		deadline := time.Now().Add(3 * time.Minute)
+		ticker := time.NewTicker(100 * time.Millisecond)
+		defer ticker.Stop()
+		for len(rolled) < len(names) {
+			Expect(time.Now().Before(deadline)).To(BeTrue(), "the rollout did not reach every cluster in time; rolled: %v", rolled)
+			var rolling []string
+			for _, name := range names {
+				if rolled[name] {
+					continue
+				}
+				// Started: its ConfigMap has the new settings (written first) or
+				// its template the new checksum. A waiting one has neither.
+				if checksum(ctx, name) != before[name] || !strings.Contains(conf(ctx, name), "cluster-node-timeout 5000") {
+					rolling = append(rolling, name)
+				}
+			}
+			Expect(len(rolling)).To(BeNumerically("<=", 1), "two clusters rolling at once: %v", rolling)
+			if len(rolling) == 1 {
+				name := rolling[0]
+				By(name + " rolls, alone; its pods become ready")
+				Eventually(func() string { return checksum(ctx, name) }).WithContext(ctx).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).
+					ShouldNot(Equal(before[name]), "the template of %s asks for the new settings", name)
+				Expect(conf(ctx, name)).To(ContainSubstring("cluster-node-timeout 6000"))
+				rolled[name] = true
+				markHealthy(ctx, name)
+			}
+			select {
+			case <-ctx.Done():
+				Fail("interrupted")
+			case <-ticker.C:
+			}
+		}
+	}, SpecTimeout(4*time.Minute))
+
+	It("holds the rollout behind a cluster that does not get healthy, with a warning Event", func(ctx SpecContext) {
+		for _, name := range names {
+			before[name] = checksum(ctx, name)
+		}
+		restartServe("--config", writePolicy("cluster:\n  nodeTimeout: 7000\nrollout:\n  healthTimeoutSeconds: 2\n"))
+
+		var first string
+		Eventually(func() bool {
+			for _, name := range names {
+				if checksum(ctx, name) != before[name] {
+					first = name
+					return true
+				}
+			}
+			return false
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(BeTrue())
+
+		By(first + " rolls and never gets healthy: a RolloutStalled Event, and no other cluster starts")
+		Eventually(func() []string {
+			list := &eventsv1.EventList{}
+			Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			var out []string
+			for _, e := range list.Items {
+				if e.Regarding.Name == first && e.Reason == "RolloutStalled" {
+					out = append(out, e.Note)
+				}
+			}
+			return out
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(ContainElement(ContainSubstring("the rollout to the other clusters waits")))
+		Consistently(func() []string {
+			var started []string
+			for _, name := range names {
+				if name != first && checksum(ctx, name) != before[name] {
+					started = append(started, name)
+				}
+			}
+			return started
+		}).WithContext(ctx).WithTimeout(25 * time.Second).WithPolling(250 * time.Millisecond).Should(BeEmpty())
+
+		By("once " + first + " is healthy, the next one starts")
+		markHealthy(ctx, first)
+		Eventually(func() int {
+			n := 0
+			for _, name := range names {
+				if name != first && checksum(ctx, name) != before[name] {
+					n++
+				}
+			}
+			return n
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Equal(1))
+	}, SpecTimeout(4*time.Minute))
+})
