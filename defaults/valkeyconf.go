@@ -121,6 +121,23 @@ func settings(conf string) string {
 // SameSettings reports whether two valkey.conf texts tell Valkey the same.
 func SameSettings(a, b string) bool { return settings(a) == settings(b) }
 
+// SettingsDiff is the directive lines (spacing normalized, names case folded)
+// that to drops from from, and those it adds, each in settings order. Both are
+// empty when only the order of a repeated directive's lines differs.
+func SettingsDiff(from, to string) (removed, added []string) {
+	a, b := strings.Split(settings(from), "\n"), strings.Split(settings(to), "\n")
+	missing := func(lines, in []string) []string {
+		var out []string
+		for _, l := range lines {
+			if l != "" && !slices.Contains(in, l) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	return missing(a, b), missing(b, a)
+}
+
 // Maxmemory is the maxmemory in bytes: valkey.maxmemory when set, otherwise
 // valkey.maxmemoryPercent of the valkey container's memory limit. ok is false when
 // neither is known, and Valkey runs without a maxmemory.

@@ -88,7 +88,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&o.configFile, "config", "", "policy file (YAML); without it the built-in defaults apply")
-	root.AddCommand(newServeCommand(o), newMutateCommand(o), newValidateCommand(o), newGenerateCommand(o), newClusterCommand(o))
+	root.AddCommand(newServeCommand(o), newMutateCommand(o), newValidateCommand(o), newGenerateCommand(o), newClusterCommand(o), newPlanCommand(o))
 	return root
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/defaults"
+	"github.com/valkey-webhook/valkey-webhook/test/framework"
 )
 
 // The paced rollout, on a real kube-apiserver. No StatefulSet controller or
@@ -165,4 +167,34 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 			return n
 		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Equal(1))
 	}, SpecTimeout(4*time.Minute))
+
+	It("is what `plan --kubeconfig` says before: the cluster still waiting rolls, the others are unchanged", func(ctx SpecContext) {
+		var waiting []string
+		for _, name := range names {
+			if strings.Contains(conf(ctx, name), "cluster-node-timeout 6000") {
+				waiting = append(waiting, name)
+			}
+		}
+		Expect(waiting).To(HaveLen(1), "one cluster still waits behind the one that is not healthy")
+		kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), "")
+		Expect(err).NotTo(HaveOccurred())
+		bin, err := framework.Binary()
+		Expect(err).NotTo(HaveOccurred())
+		cmd := exec.CommandContext(ctx, bin, "plan", "--kubeconfig", kubeconfig, "-n", ns,
+			"--config", writePolicy("cluster:\n  nodeTimeout: 7000\nrollout:\n  healthTimeoutSeconds: 2\n"))
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "%s", out)
+		var want strings.Builder
+		for _, name := range names {
+			if name == waiting[0] {
+				want.WriteString(ns + "/" + name + ": rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n" +
+					"    - cluster-node-timeout 6000\n    + cluster-node-timeout 7000\n  its pod template changes:\n" +
+					"    replace /spec/template/metadata/annotations/valkey-webhook.io~1config-checksum\n")
+			} else {
+				want.WriteString(ns + "/" + name + ": unchanged\n")
+			}
+		}
+		want.WriteString("3 labeled StatefulSets: 1 roll their pods (paced: rollout.maxClusters at a time), 0 change at their next template update, 2 unchanged\n")
+		Expect(string(out)).To(Equal(want.String()))
+	}, SpecTimeout(2*time.Minute))
 })

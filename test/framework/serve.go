@@ -39,6 +39,10 @@ func valkeyWebhookBinary() (string, error) {
 	return path, nil
 }
 
+// Binary is the valkey-webhook binary Serve runs (built once per process), for
+// tests of its other subcommands against the control plane.
+func Binary() (string, error) { return valkeyWebhookBinary() }
+
 // forgetBinary removes the built binary (and whatever else gexec built).
 func forgetBinary() {
 	binary.mu.Lock()

@@ -1,0 +1,144 @@
+package plan
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
+)
+
+// stored is the minimal example as admission stores it under the default
+// policy, and the valkey.conf its ConfigMap holds.
+func stored(t *testing.T) (*appsv1.StatefulSet, string) {
+	t.Helper()
+	data, err := os.ReadFile("../examples/minimal-statefulset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := yaml.UnmarshalStrict(data, sts); err != nil {
+		t.Fatal(err)
+	}
+	if errs := defaults.HardenWithOverrides(sts, nil, config.Default()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, errs := config.Effective(config.Default(), sts.Annotations, defaults.AnnotationsPath)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return sts, defaults.ValkeyConf(sts, &p)
+}
+
+func TestStatefulSet(t *testing.T) {
+	checksum := "replace /spec/template/metadata/annotations/valkey-webhook.io~1config-checksum"
+	tests := []struct {
+		name   string
+		policy func(*config.Policy)
+		stored func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool)
+		want   Change
+	}{
+		{
+			name: "the same policy: unchanged",
+			want: Change{},
+		},
+		{
+			name:   "a setting: rolls, with the settings",
+			policy: func(p *config.Policy) { p.Cluster.NodeTimeout = 6000 },
+			want: Change{Rolls: true, Removed: []string{"cluster-node-timeout 5000"}, Added: []string{"cluster-node-timeout 6000"},
+				Fields: []string{checksum}},
+		},
+		{
+			name:   "a setting, without the ConfigMap: rolls, the settings unknown",
+			policy: func(p *config.Policy) { p.Cluster.NodeTimeout = 6000 },
+			stored: func(sts *appsv1.StatefulSet, _ string) (*appsv1.StatefulSet, string, bool) { return sts, "", false },
+			want:   Change{Rolls: true, Fields: []string{checksum}},
+		},
+		{
+			name:   "a key only the template reads: no roll, the fields at the next update",
+			policy: func(p *config.Policy) { p.StartupProbe.PeriodSeconds = 7; p.Metrics.Enabled = false },
+			want: Change{Fields: []string{
+				"remove /spec/template/spec/containers/1",
+				"replace /spec/template/spec/containers/0/startupProbe/periodSeconds",
+			}},
+		},
+		{
+			// The controller keeps it; an update of the template, which rolls the
+			// pods anyway, writes the checksum of what it renders, in the new form.
+			name: "an earlier release's checksum of a text with the same settings: no roll, the new form at the next update",
+			stored: func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool) {
+				held = "# written by an earlier release\n" + held
+				sts.Spec.Template.Annotations[defaults.ChecksumAnnotation] = defaults.LegacyChecksum(held)
+				return sts, held, true
+			},
+			want: Change{Fields: []string{checksum}},
+		},
+		{
+			name: "an unknown override: left alone",
+			stored: func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool) {
+				sts.Annotations["valkey-webhook.io/cluster.nodeTimout"] = "6000"
+				return sts, held, true
+			},
+			want: Change{Invalid: "x"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sts, held := stored(t)
+			hasHeld := true
+			if tt.stored != nil {
+				sts, held, hasHeld = tt.stored(sts, held)
+			}
+			p := config.Default()
+			if tt.policy != nil {
+				tt.policy(&p)
+			}
+			got, err := StatefulSet(sts, held, hasHeld, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want.Namespace, tt.want.Name = sts.Namespace, sts.Name
+			if tt.want.Invalid != "" {
+				if !strings.Contains(got.Invalid, "valkey-webhook.io/cluster.nodeTimout") {
+					t.Errorf("Invalid = %q, want it to name the annotation", got.Invalid)
+				}
+				tt.want.Invalid = got.Invalid
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestText(t *testing.T) {
+	tests := []struct {
+		change Change
+		want   string
+	}{
+		{Change{Namespace: "a", Name: "b"}, "a/b: unchanged\n"},
+		{Change{Namespace: "a", Name: "b", Rolls: true, Removed: []string{"x 1"}, Added: []string{"x 2"}, Fields: []string{"replace /p"}},
+			"a/b: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n    - x 1\n    + x 2\n  its pod template changes:\n    replace /p\n"},
+		{Change{Namespace: "a", Name: "b", Rolls: true},
+			"a/b: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n    (the settings its pods run with are not known: give its ConfigMap b-config to see them)\n"},
+		{Change{Namespace: "a", Name: "b", Fields: []string{"remove /q"}},
+			"a/b: no roll now; its next template update (which rolls the pods anyway) also changes:\n    remove /q\n"},
+		{Change{Namespace: "a", Name: "b", Invalid: "bad"},
+			"a/b: left alone, its overrides do not hold under this policy (fix them first): bad\n"},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, tt.change.Text()); diff != "" {
+			t.Errorf("(-want +got)\n%s", diff)
+		}
+	}
+	got := Summary([]Change{{Rolls: true}, {Fields: []string{"x"}}, {}, {}, {Invalid: "bad"}})
+	want := "5 labeled StatefulSets: 1 roll their pods (paced: rollout.maxClusters at a time), 1 change at their next template update, 2 unchanged, 1 with overrides the policy refuses"
+	if got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+}
