@@ -104,19 +104,22 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err != nil {
 		return reconcile.Result{}, r.failed(sts, "Read", defaults.ConfigMap(sts, &p), err)
 	}
-	conf, result, gated := want, reconcile.Result{}, false
+	// begins: the checksum patch below starts a roll the gate counts.
+	conf, result, begins := want, reconcile.Result{}, false
 	switch {
 	case found && defaults.SameSettings(held, want):
 		// A release that changed only a comment or the order of the rendering
 		// rewrites nothing, and the text the pods started with stays to compare.
-		conf = held
+		// A template that does not ask for it yet is a roll the gate let start
+		// whose checksum patch failed (a conflict): it is counted when it lands.
+		conf, begins = held, !asksFor(sts, held)
 		r.gate().settled(req.NamespacedName)
 	case found && !asksFor(sts, want):
 		// The policy or this release changed the settings under the pods:
 		// their turn comes from the rollout gate.
-		gated = true
+		begins = true
 		if !r.mayRoll(ctx, sts, &p) {
-			conf, result, gated = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
+			conf, result, begins = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
 		}
 	default:
 		r.gate().settled(req.NamespacedName)
@@ -149,7 +152,7 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.syncChecksums(ctx, sts, conf); err != nil {
 		return reconcile.Result{}, err
 	}
-	if gated {
+	if begins {
 		r.gate().begin(req.NamespacedName, time.Now(), sts.Generation)
 	}
 	return result, nil

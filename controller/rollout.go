@@ -112,6 +112,11 @@ func (g *rolloutGate) admit(key types.NamespacedName, current func(types.Namespa
 		}
 	}
 	g.started = keep
+	for k := range g.waiting {
+		if _, ok := current(k); !ok {
+			delete(g.waiting, k) // deleted while it waited
+		}
+	}
 	_, self := g.started[key]
 	ok = self || (len(rolling) < maxClusters && len(stalled) == 0)
 	if ok {

@@ -66,7 +66,7 @@ func TestRolloutGate(t *testing.T) {
 		{"a, the first: starts", a, 0, nil, verdict{OK: true}, 2, 0},
 		{"b while a rolls: waits, told once", b, time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{NewlyWaiting: true}, 0, 1},
 		{"b again: still waits, not told again", b, 2 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{}, 0, 1},
-		{"a itself, rolling: goes on", a, 3 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{OK: true}, 0, 1},
+		{"a itself, rolling: goes on", a, 3 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false), b: rolloutSts(1, 1, 6, true)}, verdict{OK: true}, 0, 1},
 		{"b once a is healthy: starts", b, 4 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, true)}, verdict{OK: true}, 5, 0},
 		{"c while b is past the bound: b stalls the rollout, with one report", c, 2 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{NewlyWaiting: true, NewlyStalled: []types.NamespacedName{b}}, 0, 1},
 		{"c again: b still stalls, reported already", c, 3 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{}, 0, 1},
@@ -75,8 +75,10 @@ func TestRolloutGate(t *testing.T) {
 	g := newRolloutGate()
 	for _, st := range steps {
 		current := func(key types.NamespacedName) (*appsv1.StatefulSet, bool) {
-			s, ok := st.state[key]
-			return s, ok
+			if s, ok := st.state[key]; ok || key != st.ask {
+				return s, ok
+			}
+			return rolloutSts(1, 1, 6, true), true // the cluster asking exists
 		}
 		var got verdict
 		got.OK, got.NewlyWaiting, got.NewlyStalled = g.admit(st.ask, current, t0.Add(st.at), 1, bound)
@@ -112,5 +114,27 @@ func TestRolloutGateMaxClusters(t *testing.T) {
 	state[a] = rolloutSts(2, 2, 6, true)
 	if ok, _, _ := g.admit(c, current, now, 2, time.Hour); !ok {
 		t.Fatal("c still refused once a is healthy")
+	}
+}
+
+// TestRolloutGateForgetsDeletedWaiters: a cluster deleted while it waited is no
+// longer counted as waiting.
+func TestRolloutGateForgetsDeletedWaiters(t *testing.T) {
+	a, b, c := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}, types.NamespacedName{Name: "c"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	state := map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false), b: rolloutSts(1, 1, 6, true), c: rolloutSts(1, 1, 6, true)}
+	current := func(key types.NamespacedName) (*appsv1.StatefulSet, bool) { s, ok := state[key]; return s, ok }
+	g := newRolloutGate()
+	g.admit(a, current, now, 1, time.Hour)
+	g.begin(a, now, 2)
+	g.admit(b, current, now, 1, time.Hour)
+	g.admit(c, current, now, 1, time.Hour)
+	if len(g.waiting) != 2 {
+		t.Fatalf("%d waiting, want b and c", len(g.waiting))
+	}
+	delete(state, b)
+	g.admit(c, current, now, 1, time.Hour)
+	if !cmp.Equal(g.waiting, map[types.NamespacedName]bool{c: true}) {
+		t.Errorf("waiting %v, want only c", g.waiting)
 	}
 }
