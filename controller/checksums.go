@@ -23,15 +23,14 @@ import (
 // earlier releases stamped (defaults.TLSChecksumAnnotation) is left as it is
 // found, never updated nor removed, since removing it would roll the pods.
 func (r *CompanionReconciler) syncChecksums(ctx context.Context, sts *appsv1.StatefulSet, conf string) error {
-	want := defaults.Checksum(conf)
-	if stored := sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]; stored == want || stored == defaults.LegacyChecksum(conf) {
+	if defaults.AsksFor(sts.Spec.Template, conf) {
 		return nil
 	}
 	patch := client.MergeFromWithOptions(sts.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if sts.Spec.Template.Annotations == nil {
 		sts.Spec.Template.Annotations = map[string]string{}
 	}
-	sts.Spec.Template.Annotations[defaults.ChecksumAnnotation] = want
+	sts.Spec.Template.Annotations[defaults.ChecksumAnnotation] = defaults.Checksum(conf)
 	if err := r.Client.Patch(ctx, sts, patch, client.FieldOwner(FieldOwner)); err != nil {
 		return r.failed(sts, "Patch", sts, err)
 	}

@@ -112,11 +112,13 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		// rewrites nothing, and the text the pods started with stays to compare.
 		// A template that does not ask for it yet is a roll the gate let start
 		// whose checksum patch failed (a conflict): it is counted when it lands.
-		conf, begins = held, !asksFor(sts, held)
+		conf, begins = held, !defaults.AsksFor(sts.Spec.Template, held)
 		r.gate().settled(req.NamespacedName)
-	case found && !asksFor(sts, want):
-		// The policy or this release changed the settings under the pods:
-		// their turn comes from the rollout gate.
+	case found && !defaults.AsksFor(sts.Spec.Template, want):
+		// The policy or this release changed the settings under the pods (a
+		// template asking for want already is an update of the user's, which
+		// admission rendered and which rolls anyway): their turn comes from the
+		// rollout gate.
 		begins = true
 		if !r.mayRoll(ctx, sts, &p) {
 			conf, result, begins = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
@@ -156,13 +158,6 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.gate().begin(req.NamespacedName, time.Now(), sts.Generation)
 	}
 	return result, nil
-}
-
-// asksFor reports whether the pod template's checksum is already that of conf:
-// admission wrote it for an update of the user's, whose pods roll anyway.
-func asksFor(sts *appsv1.StatefulSet, conf string) bool {
-	stored := sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]
-	return stored == defaults.Checksum(conf) || stored == defaults.LegacyChecksum(conf)
 }
 
 // heldConfig is the valkey.conf that the StatefulSet's own ConfigMap holds, if

@@ -125,7 +125,7 @@ func (g *rolloutGate) admit(key types.NamespacedName, current func(types.Namespa
 		g.waiting[key] = true
 		newlyWaiting = true
 	}
-	g.report(len(rolling), len(stalled))
+	g.report()
 	return ok, newlyWaiting, newlyStalled
 }
 
@@ -134,7 +134,7 @@ func (g *rolloutGate) begin(key types.NamespacedName, now time.Time, generation 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.started[key] = started{at: now, generation: generation}
-	rolloutClusters.WithLabelValues("rolling").Set(float64(len(g.started)))
+	g.report()
 }
 
 // settled forgets a cluster that needs nothing from the rollout (any more).
@@ -143,12 +143,21 @@ func (g *rolloutGate) settled(key types.NamespacedName) {
 	defer g.mu.Unlock()
 	if g.waiting[key] {
 		delete(g.waiting, key)
-		rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
+		g.report()
 	}
 }
 
-func (g *rolloutGate) report(rolling, stalled int) {
-	rolloutClusters.WithLabelValues("rolling").Set(float64(rolling))
+// report sets the metric from what the gate holds, after each change of it: the
+// clusters started and not known done (admit forgets those that are), those of
+// them reported stalled, and those waiting. Callers hold g.mu.
+func (g *rolloutGate) report() {
+	stalled := 0
+	for _, s := range g.started {
+		if s.reported {
+			stalled++
+		}
+	}
+	rolloutClusters.WithLabelValues("rolling").Set(float64(len(g.started)))
 	rolloutClusters.WithLabelValues("stalled").Set(float64(stalled))
 	rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	dto "github.com/prometheus/client_model/go"
 	"testing"
 	"time"
 
@@ -62,15 +63,16 @@ func TestRolloutGate(t *testing.T) {
 		want    verdict
 		begin   int64 // when set, the cluster begins rolling with this generation
 		waiting int
+		gauge   map[string]float64 // valkey_webhook_rollout_clusters after the step
 	}{
-		{"a, the first: starts", a, 0, nil, verdict{OK: true}, 2, 0},
-		{"b while a rolls: waits, told once", b, time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{NewlyWaiting: true}, 0, 1},
-		{"b again: still waits, not told again", b, 2 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{}, 0, 1},
-		{"a itself, rolling: goes on", a, 3 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false), b: rolloutSts(1, 1, 6, true)}, verdict{OK: true}, 0, 1},
-		{"b once a is healthy: starts", b, 4 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, true)}, verdict{OK: true}, 5, 0},
-		{"c while b is past the bound: b stalls the rollout, with one report", c, 2 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{NewlyWaiting: true, NewlyStalled: []types.NamespacedName{b}}, 0, 1},
-		{"c again: b still stalls, reported already", c, 3 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{}, 0, 1},
-		{"c once b is deleted: starts", c, 4 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{}, verdict{OK: true}, 0, 0},
+		{"a, the first: starts", a, 0, nil, verdict{OK: true}, 2, 0, gauge(1, 0, 0)},
+		{"b while a rolls: waits, told once", b, time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{NewlyWaiting: true}, 0, 1, gauge(1, 0, 1)},
+		{"b again: still waits, not told again", b, 2 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false)}, verdict{}, 0, 1, gauge(1, 0, 1)},
+		{"a itself, rolling: goes on", a, 3 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, false), b: rolloutSts(1, 1, 6, true)}, verdict{OK: true}, 0, 1, gauge(1, 0, 1)},
+		{"b once a is healthy: starts", b, 4 * time.Second, map[types.NamespacedName]*appsv1.StatefulSet{a: rolloutSts(2, 2, 6, true)}, verdict{OK: true}, 5, 0, gauge(1, 0, 0)},
+		{"c while b is past the bound: b stalls the rollout, with one report", c, 2 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{NewlyWaiting: true, NewlyStalled: []types.NamespacedName{b}}, 0, 1, gauge(1, 1, 1)},
+		{"c again: b still stalls, reported already", c, 3 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{b: rolloutSts(5, 5, 5, true)}, verdict{}, 0, 1, gauge(1, 1, 1)},
+		{"c once b is deleted: starts", c, 4 * time.Minute, map[types.NamespacedName]*appsv1.StatefulSet{}, verdict{OK: true}, 0, 0, gauge(0, 0, 0)},
 	}
 	g := newRolloutGate()
 	for _, st := range steps {
@@ -91,7 +93,22 @@ func TestRolloutGate(t *testing.T) {
 		if st.begin != 0 {
 			g.begin(st.ask, t0.Add(st.at), st.begin)
 		}
+		gauges := map[string]float64{}
+		for state := range st.gauge {
+			m := &dto.Metric{}
+			if err := rolloutClusters.WithLabelValues(state).Write(m); err != nil {
+				t.Fatal(err)
+			}
+			gauges[state] = m.GetGauge().GetValue()
+		}
+		if diff := cmp.Diff(st.gauge, gauges); diff != "" {
+			t.Fatalf("%s: valkey_webhook_rollout_clusters (-want +got)\n%s", st.name, diff)
+		}
 	}
+}
+
+func gauge(rolling, stalled, waiting float64) map[string]float64 {
+	return map[string]float64{"rolling": rolling, "stalled": stalled, "waiting": waiting}
 }
 
 // TestRolloutGateMaxClusters: with maxClusters 2, two start together and the

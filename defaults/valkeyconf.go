@@ -90,6 +90,15 @@ func LegacyChecksum(conf string) string {
 	return hash(conf)
 }
 
+// AsksFor reports whether a pod template's config checksum is that of conf, in
+// this release's form or the form earlier releases wrote: its pods run with conf
+// (or are rolling to it), so conf needs no roll. The controller's checksum patch,
+// its rollout gate and the plan decide by it.
+func AsksFor(tpl corev1.PodTemplateSpec, conf string) bool {
+	stored := tpl.Annotations[ChecksumAnnotation]
+	return stored == Checksum(conf) || stored == LegacyChecksum(conf)
+}
+
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:])

@@ -58,8 +58,7 @@ func StatefulSet(sts *appsv1.StatefulSet, held string, hasHeld bool, base config
 	if hasHeld && defaults.SameSettings(held, want) {
 		conf = held
 	}
-	stored := sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]
-	c.Rolls = stored != defaults.Checksum(conf) && stored != defaults.LegacyChecksum(conf)
+	c.Rolls = !defaults.AsksFor(sts.Spec.Template, conf)
 	if c.Rolls && hasHeld {
 		c.Removed, c.Added = defaults.SettingsDiff(held, want)
 	}

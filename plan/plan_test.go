@@ -104,8 +104,11 @@ func TestStatefulSet(t *testing.T) {
 			}
 			tt.want.Namespace, tt.want.Name = sts.Namespace, sts.Name
 			if tt.want.Invalid != "" {
-				if !strings.Contains(got.Invalid, "valkey-webhook.io/cluster.nodeTimout") {
-					t.Errorf("Invalid = %q, want it to name the annotation", got.Invalid)
+				// The field, the value refused, and the key the user meant among
+				// those supported: the whole list is config's, tested there.
+				prefix := `metadata.annotations[valkey-webhook.io/cluster.nodeTimout]: Unsupported value: "valkey-webhook.io/cluster.nodeTimout": supported values: `
+				if !strings.HasPrefix(got.Invalid, prefix) || !strings.Contains(got.Invalid, `"valkey-webhook.io/cluster.nodeTimeout"`) {
+					t.Errorf("Invalid = %q, want %q and the supported key valkey-webhook.io/cluster.nodeTimeout", got.Invalid, prefix)
 				}
 				tt.want.Invalid = got.Invalid
 			}
