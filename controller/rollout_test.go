@@ -1,11 +1,11 @@
 package controller
 
 import (
-	dto "github.com/prometheus/client_model/go"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
