@@ -25,7 +25,7 @@ import (
 var _ = Describe("the in-cluster webhook", func() {
 	It("refuses every unsafe example with the field it names", func(ctx SpecContext) {
 		const ns = "unsafe"
-		mustRun(ctx, "", "create", "namespace", ns)
+		createNamespace(ctx, ns)
 		files, err := filepath.Glob(filepath.Join(repo, "examples/unsafe/*.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(files).NotTo(BeEmpty())
@@ -54,7 +54,7 @@ var _ = Describe("the in-cluster webhook", func() {
 
 	It("answers every admission request while its own Deployment rolls", func(ctx SpecContext) {
 		const ns = "webhook-roll"
-		mustRun(ctx, "", "create", "namespace", ns)
+		createNamespace(ctx, ns)
 		// A labeled StatefulSet whose pods never schedule (no node matches): the
 		// updates below go through admission without running Valkey.
 		var sts appsv1.StatefulSet

@@ -35,13 +35,12 @@ var _ = Describe("planned disruptions of a running cluster: rolls, drains, delet
 	c := &valkeyCluster{ns: "handover", name: "cache", pods: 6, keys: 3000}
 
 	BeforeAll(func(ctx SpecContext) {
-		mustRun(ctx, "", "create", "namespace", c.ns)
+		createNamespace(ctx, c.ns)
 		// Half the example's memory limit (which is also the request): the node
 		// runs the other specs' clusters too, and this one grows to eight pods.
 		manifest := strings.Replace(minimalExample(c.ns), "memory: 1Gi", "memory: 512Mi", 1)
 		Expect(manifest).To(ContainSubstring("memory: 512Mi"))
 		mustRun(ctx, manifest, "apply", "-f", "-")
-		DeferCleanup(func(ctx SpecContext) { mustRun(ctx, "", "delete", "namespace", c.ns, "--wait=false") })
 		c.readPassword(ctx)
 		c.expectHealthy(ctx)
 		c.expectEvent(ctx, controller.ReasonClusterFormed)

@@ -268,6 +268,15 @@ func (c *valkeyCluster) role(ctx context.Context, addr string) (string, error) {
 	return role[0].ToString()
 }
 
+// createNamespace creates ns and deletes it when the container or spec that
+// called it ends: a labeled cluster left behind would be part of the fleet a
+// later spec rolls, and hold the node's memory.
+func createNamespace(ctx context.Context, ns string) {
+	GinkgoHelper()
+	mustRun(ctx, "", "create", "namespace", ns)
+	DeferCleanup(func(ctx SpecContext) { mustRun(ctx, "", "delete", "namespace", ns, "--wait=false") })
+}
+
 // execIn runs a shell command in a container and returns its stdout and error.
 func execIn(ctx context.Context, ns, pod, container, script string) (string, error) {
 	out, errOut, err := run(ctx, "", "-n", ns, "exec", pod, "-c", container, "--", "sh", "-c", script)

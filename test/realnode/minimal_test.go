@@ -26,7 +26,7 @@ var _ = Describe("examples/minimal-statefulset.yaml applied with kubectl", Order
 	c := &valkeyCluster{ns: "team-a", name: "cache", pods: 6, keys: 1000}
 
 	BeforeAll(func(ctx SpecContext) {
-		mustRun(ctx, "", "create", "namespace", c.ns)
+		createNamespace(ctx, c.ns)
 		mustRun(ctx, minimalExample(c.ns), "apply", "-f", "-")
 		c.readPassword(ctx)
 	})
@@ -77,8 +77,8 @@ REDISCLI_AUTH="$(cat /etc/valkey/auth/password)" valkey-cli -h 127.0.0.1 config 
 	It("is fenced by its companion NetworkPolicy, as kube-router enforces it", func(ctx SpecContext) {
 		addrs := c.addresses(ctx)
 		target, _, _ := net.SplitHostPort(addrs[0])
-		mustRun(ctx, "", "create", "namespace", "elsewhere")
-		mustRun(ctx, "", "create", "namespace", "monitoring")
+		createNamespace(ctx, "elsewhere")
+		createNamespace(ctx, "monitoring")
 		probes := map[string]string{"same": c.ns, "other": "elsewhere", "monitor": "monitoring"}
 		for name, ns := range probes {
 			startProbePod(ctx, ns, "probe-"+name)

@@ -29,8 +29,9 @@ var _ = Describe("a labeled StatefulSet with tls.secretName and auth", Ordered, 
 	tlsNames := []string{"*." + headless, fmt.Sprintf("cache.%s.svc.cluster.local", c.ns)}
 	var files *valkeyharness.TLSFiles
 
+	BeforeAll(func(ctx SpecContext) { createNamespace(ctx, c.ns) })
+
 	It("forms its cluster over TLS and serves a client in a pod that verifies every certificate", func(ctx SpecContext) {
-		mustRun(ctx, "", "create", "namespace", c.ns)
 		By("a certificate the test issues for the pods' DNS names, for server and client use (the cluster bus requires both)")
 		var err error
 		files, err = valkeyharness.NewTLSFiles(GinkgoT().TempDir())

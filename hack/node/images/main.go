@@ -56,11 +56,14 @@ func run(bin, out, repo string) error {
 		return err
 	}
 	gobin := filepath.Join(out, "gobin")
-	goBuild := func(name, pkg string, ldflags string) (string, error) {
+	goBuild := func(name, pkg, ldflags, overlay string) (string, error) {
 		dst := filepath.Join(gobin, name)
 		args := []string{"build", "-trimpath", "-o", dst}
 		if ldflags != "" {
 			args = append(args, "-ldflags="+ldflags)
+		}
+		if overlay != "" {
+			args = append(args, "-overlay="+overlay)
 		}
 		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = repo
@@ -71,16 +74,21 @@ func run(bin, out, repo string) error {
 		}
 		return dst, nil
 	}
+	variant, err := commentVariantOverlay(repo, gobin)
+	if err != nil {
+		return err
+	}
 	built := map[string]string{}
-	for _, b := range []struct{ name, pkg, ldflags string }{
-		{"pause", "./hack/node/pause", "-s -w"},
-		{"exporter-stand-in", "./hack/node/exporter-stand-in", "-s -w"},
-		{"clusterclient", "./test/realnode/clusterclient", "-s -w"},
-		{"writer", "./test/realnode/writer", "-s -w"},
+	for _, b := range []struct{ name, pkg, ldflags, overlay string }{
+		{"pause", "./hack/node/pause", "-s -w", ""},
+		{"exporter-stand-in", "./hack/node/exporter-stand-in", "-s -w", ""},
+		{"clusterclient", "./test/realnode/clusterclient", "-s -w", ""},
+		{"writer", "./test/realnode/writer", "-s -w", ""},
 		// As the Dockerfile builds it.
-		{"valkey-webhook", "./cmd/valkey-webhook", "-s -w"},
+		{"valkey-webhook", "./cmd/valkey-webhook", "-s -w", ""},
+		{"valkey-webhook-comment-changed", "./cmd/valkey-webhook", "-s -w", variant},
 	} {
-		p, err := goBuild(b.name, b.pkg, b.ldflags)
+		p, err := goBuild(b.name, b.pkg, b.ldflags, b.overlay)
 		if err != nil {
 			return err
 		}
@@ -116,15 +124,9 @@ func run(bin, out, repo string) error {
 		{role: "availability-writer", ref: Prefix + "availability-writer:dev", entrypoint: []string{"/writer"}, user: "65534:65534",
 			build: func(l *layer) error { l.etc(nil); return l.file("/writer", built["writer"], 0o755) }},
 		{role: "valkey-webhook", ref: Prefix + "valkey-webhook:dev", entrypoint: []string{"/valkey-webhook"}, cmd: []string{"serve"}, user: "65532:65532",
-			build: func(l *layer) error {
-				// The distroless static nonroot base: passwd, group, /tmp, CA roots.
-				l.etc(map[string]int{"nonroot": 65532})
-				l.dir("/home/nonroot", 0o700, 65532)
-				if err := l.fileIfExists("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt", 0o644); err != nil {
-					return err
-				}
-				return l.file("/valkey-webhook", built["valkey-webhook"], 0o755)
-			}},
+			build: func(l *layer) error { return webhookRoot(l, built["valkey-webhook"]) }},
+		{role: "valkey-webhook-comment-changed", ref: Prefix + "valkey-webhook:comment-changed", entrypoint: []string{"/valkey-webhook"}, cmd: []string{"serve"}, user: "65532:65532",
+			build: func(l *layer) error { return webhookRoot(l, built["valkey-webhook-comment-changed"]) }},
 		{role: "coredns", ref: Prefix + "coredns:1.15.0", entrypoint: []string{"/coredns"}, user: "65532:65532",
 			build: func(l *layer) error { l.etc(nil); return l.file("/coredns", filepath.Join(bin, "coredns"), 0o755) }},
 		{role: "local-path-provisioner", ref: Prefix + "local-path-provisioner:0.0.30", entrypoint: []string{"/usr/bin/local-path-provisioner"},
@@ -152,6 +154,56 @@ func run(bin, out, repo string) error {
 
 // debianValkeyVersion is the version of the valkey-server the image copies, from its
 // own --version ("Valkey server v=8.0.1 ...").
+// webhookRoot is valkey-webhook's root filesystem, like the Dockerfile's
+// distroless static nonroot base (passwd, group, /tmp, CA roots), with bin.
+func webhookRoot(l *layer, bin string) error {
+	l.etc(map[string]int{"nonroot": 65532})
+	l.dir("/home/nonroot", 0o700, 65532)
+	if err := l.fileIfExists("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt", 0o644); err != nil {
+		return err
+	}
+	return l.file("/valkey-webhook", bin, 0o755)
+}
+
+// The test variant valkey-webhook:comment-changed is this checkout's
+// valkey-webhook with one change: the first comment line of the valkey.conf it
+// renders. It stands for a release that words its rendering differently and
+// makes the same settings; test/realnode upgrades to it and sees no pod roll.
+const (
+	renderedComment = `line("# Rendered by valkey-webhook from its policy and the StatefulSet's")`
+	variantComment  = `line("# Rendered by valkey-webhook (test variant: comment changed) from its policy and the StatefulSet's")`
+)
+
+// commentVariantOverlay writes the variant's defaults/valkeyconf.go and a
+// `go build -overlay` file that puts it in place of the checkout's, into dir,
+// and returns the overlay file's path.
+func commentVariantOverlay(repo, dir string) (string, error) {
+	src, err := filepath.Abs(filepath.Join(repo, "defaults", "valkeyconf.go"))
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	if n := strings.Count(string(b), renderedComment); n != 1 {
+		return "", fmt.Errorf("%s: the comment line the test variant changes, %s, is there %d times, not once: update renderedComment in hack/node/images", src, renderedComment, n)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	variant := filepath.Join(dir, "valkeyconf-comment-changed.go")
+	if err := os.WriteFile(variant, []byte(strings.Replace(string(b), renderedComment, variantComment, 1)), 0o644); err != nil {
+		return "", err
+	}
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {src: variant}})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "comment-changed-overlay.json")
+	return path, os.WriteFile(path, overlay, 0o644)
+}
+
 func debianValkeyVersion() (string, error) {
 	out, err := exec.Command("valkey-server", "--version").Output()
 	if err != nil {
