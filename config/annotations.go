@@ -17,6 +17,12 @@ const AnnotationPrefix = "valkey-webhook.io/"
 // checks pass it over.
 const HardenedWithAnnotation = AnnotationPrefix + "hardened-with"
 
+// RolloutGoAnnotation is not an override either: with rollout.requireGo, a user
+// sets it on a StatefulSet to the config checksum that its paced roll would
+// write (the RolloutAwaitingGo Event and `plan` give it), as the go for that
+// one roll. A go for an earlier change approves no later one.
+const RolloutGoAnnotation = AnnotationPrefix + "rollout-go"
+
 // clusterWideOnly are the prefixes of the keys that make no sense on one object
 // and so cannot be overridden by an annotation.
 var clusterWideOnly = []string{"enforcement.", "rollout."}
@@ -134,9 +140,10 @@ func Overrides(annotations map[string]string) map[string]string {
 }
 
 // isOverride reports whether an annotation is under the prefix and meant as an
-// override (known or not): every name there but the one valkey-webhook writes.
+// override (known or not): every name there but the record valkey-webhook
+// writes and a rollout's go.
 func isOverride(name string) bool {
-	return strings.HasPrefix(name, AnnotationPrefix) && name != HardenedWithAnnotation
+	return strings.HasPrefix(name, AnnotationPrefix) && name != HardenedWithAnnotation && name != RolloutGoAnnotation
 }
 
 func knownAnnotations() []string {

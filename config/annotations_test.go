@@ -256,8 +256,8 @@ func TestAnnotationKeys(t *testing.T) {
 	if !sort.StringsAreSorted(got) {
 		t.Errorf("AnnotationKeys() is not sorted: %v", got)
 	}
-	if len(got) != len(config.Keys())-3 {
-		t.Errorf("AnnotationKeys() has %d keys, want all %d keys but enforcement.unlabeled, rollout.healthTimeoutSeconds and rollout.maxClusters", len(got), len(config.Keys()))
+	if len(got) != len(config.Keys())-4 {
+		t.Errorf("AnnotationKeys() has %d keys, want all %d keys but enforcement.unlabeled, rollout.healthTimeoutSeconds, rollout.maxClusters and rollout.requireGo", len(got), len(config.Keys()))
 	}
 }
 

@@ -156,6 +156,9 @@ type RolloutPolicy struct {
 	// HealthTimeoutSeconds bounds the time a rolled cluster has to get healthy
 	// again; past it, the rollout stops until it is.
 	HealthTimeoutSeconds int `json:"healthTimeoutSeconds"`
+	// RequireGo makes each such cluster wait for an explicit go before its
+	// turn: its RolloutGoAnnotation set to the config checksum it would roll to.
+	RequireGo bool `json:"requireGo"`
 }
 
 // Enforcement modes for EnforcementPolicy.Unlabeled.

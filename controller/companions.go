@@ -36,18 +36,19 @@ const FieldOwner = "valkey-webhook"
 
 // Event reasons, on the StatefulSet.
 const (
-	ReasonCreated          = "CompanionCreated"
-	ReasonCorrected        = "CompanionCorrected"
-	ReasonRemoved          = "CompanionRemoved"
-	ReasonFailed           = "CompanionFailed"
-	ReasonNameTaken        = "CompanionNameTaken"
-	ReasonCertManager      = "CertManagerMissing"
-	ReasonAuthSecret       = "AuthSecretIncomplete"
-	ReasonInvalidOverrides = "InvalidOverrides"
-	ReasonUnmanaged        = "Unmanaged"
-	ReasonRolling          = "RollingPods"
-	ReasonRolloutWaiting   = "RolloutWaiting"
-	ReasonRolloutStalled   = "RolloutStalled"
+	ReasonCreated           = "CompanionCreated"
+	ReasonCorrected         = "CompanionCorrected"
+	ReasonRemoved           = "CompanionRemoved"
+	ReasonFailed            = "CompanionFailed"
+	ReasonNameTaken         = "CompanionNameTaken"
+	ReasonCertManager       = "CertManagerMissing"
+	ReasonAuthSecret        = "AuthSecretIncomplete"
+	ReasonInvalidOverrides  = "InvalidOverrides"
+	ReasonUnmanaged         = "Unmanaged"
+	ReasonRolling           = "RollingPods"
+	ReasonRolloutWaiting    = "RolloutWaiting"
+	ReasonRolloutStalled    = "RolloutStalled"
+	ReasonRolloutAwaitingGo = "RolloutAwaitingGo"
 )
 
 // CompanionReconciler keeps the companion objects of every labeled StatefulSet in
@@ -79,9 +80,13 @@ type CompanionReconciler struct {
 func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	sts := &appsv1.StatefulSet{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.gate().settled(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sts.DeletionTimestamp.IsZero() {
+		r.gate().settled(req.NamespacedName)
 		return reconcile.Result{}, nil // the garbage collector takes the owned objects
 	}
 	if !defaults.IsLabeled(sts) {
@@ -118,9 +123,9 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		// The policy or this release changed the settings under the pods (a
 		// template asking for want already is an update of the user's, which
 		// admission rendered and which rolls anyway): their turn comes from the
-		// rollout gate.
+		// rollout gate, after their go where rollout.requireGo asks for one.
 		begins = true
-		if !r.mayRoll(ctx, sts, &p) {
+		if !r.hasGo(sts, &p, want) || !r.mayRoll(ctx, sts, &p) {
 			conf, result, begins = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
 		}
 	default:

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
+	"github.com/valkey-webhook/valkey-webhook/defaults"
 )
 
 // A policy edit, or an upgrade of valkey-webhook whose rendering of valkey.conf
@@ -25,16 +26,19 @@ import (
 // rollout.healthTimeoutSeconds holds the rollout, with an Event and the metric
 // valkey_webhook_rollout_clusters{state="stalled"}. Changes a user makes through
 // admission (an override, the template) are not gated: their update rolls the
-// pods at once, as any template change does. docs/design.md, "Paced rollouts".
+// pods at once, as any template change does. With rollout.requireGo, a cluster
+// asks for its turn only once it has its go (config.RolloutGoAnnotation set to
+// the checksum it would roll to). docs/design.md, "Paced rollouts".
 
 // rolloutPoll is how often a cluster waiting for its turn is looked at again.
 const rolloutPoll = 10 * time.Second
 
 // rolloutClusters counts the clusters of the rollout by state: rolling (started,
-// not healthy yet), stalled (rolling past the bound) and waiting (for a turn).
+// not healthy yet), stalled (rolling past the bound), waiting (for a turn) and
+// awaiting_go (for a go, with rollout.requireGo).
 var rolloutClusters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "valkey_webhook_rollout_clusters",
-	Help: "Clusters of the paced rollout of a policy or valkey-webhook change, by state: rolling, stalled, waiting.",
+	Help: "Clusters of the paced rollout of a policy or valkey-webhook change, by state: rolling, stalled, waiting, awaiting_go.",
 }, []string{"state"})
 
 func init() { metrics.Registry.MustRegister(rolloutClusters) }
@@ -54,10 +58,13 @@ type rolloutGate struct {
 	mu      sync.Mutex
 	started map[types.NamespacedName]started
 	waiting map[types.NamespacedName]bool
+	// awaitingGo is the checksum each cluster awaits a go for.
+	awaitingGo map[types.NamespacedName]string
 }
 
 func newRolloutGate() *rolloutGate {
-	return &rolloutGate{started: map[types.NamespacedName]started{}, waiting: map[types.NamespacedName]bool{}}
+	return &rolloutGate{started: map[types.NamespacedName]started{}, waiting: map[types.NamespacedName]bool{},
+		awaitingGo: map[types.NamespacedName]string{}}
 }
 
 // healthy reports whether a StatefulSet's roll is over and every pod is ready,
@@ -117,6 +124,7 @@ func (g *rolloutGate) admit(key types.NamespacedName, current func(types.Namespa
 			delete(g.waiting, k) // deleted while it waited
 		}
 	}
+	delete(g.awaitingGo, key) // asking for a turn: it has its go, or needs none
 	_, self := g.started[key]
 	ok = self || (len(rolling) < maxClusters && len(stalled) == 0)
 	if ok {
@@ -137,12 +145,29 @@ func (g *rolloutGate) begin(key types.NamespacedName, now time.Time, generation 
 	g.report()
 }
 
-// settled forgets a cluster that needs nothing from the rollout (any more).
+// awaitGo records that key waits for a go for checksum, and reports whether
+// that is new: the cluster's Event is sent once per checksum awaited.
+func (g *rolloutGate) awaitGo(key types.NamespacedName, checksum string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.awaitingGo[key] == checksum {
+		return false
+	}
+	g.awaitingGo[key] = checksum
+	delete(g.waiting, key)
+	g.report()
+	return true
+}
+
+// settled forgets a cluster that needs nothing from the rollout (any more), or
+// was deleted.
 func (g *rolloutGate) settled(key types.NamespacedName) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.waiting[key] {
+	_, awaiting := g.awaitingGo[key]
+	if g.waiting[key] || awaiting {
 		delete(g.waiting, key)
+		delete(g.awaitingGo, key)
 		g.report()
 	}
 }
@@ -160,6 +185,7 @@ func (g *rolloutGate) report() {
 	rolloutClusters.WithLabelValues("rolling").Set(float64(len(g.started)))
 	rolloutClusters.WithLabelValues("stalled").Set(float64(stalled))
 	rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
+	rolloutClusters.WithLabelValues("awaiting_go").Set(float64(len(g.awaitingGo)))
 }
 
 // gate is the reconciler's rollout gate, made on first use.
@@ -192,4 +218,20 @@ func (r *CompanionReconciler) mayRoll(ctx context.Context, sts *appsv1.StatefulS
 			"the policy (or this release of valkey-webhook) changes what this cluster runs with: it waits for its turn, %d cluster(s) at a time, each healthy before the next (rollout.maxClusters)", p.Rollout.MaxClusters)
 	}
 	return ok
+}
+
+// hasGo reports whether sts may ask for its turn to roll to conf: always, but
+// with rollout.requireGo only once its go annotation holds conf's checksum. A
+// cluster that begins to await a go gets an Event with the command that gives it.
+func (r *CompanionReconciler) hasGo(sts *appsv1.StatefulSet, p *config.Policy, conf string) bool {
+	want, awaits := defaults.AwaitsGo(sts, p, conf)
+	if !awaits {
+		return true
+	}
+	if r.gate().awaitGo(client.ObjectKeyFromObject(sts), want) {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonRolloutAwaitingGo, "Rollout",
+			"the policy (or this release of valkey-webhook) changes what this cluster runs with, and rollout.requireGo is set: it rolls once it has its go, then in its turn (rollout.maxClusters): kubectl annotate statefulset -n %s %s %s=%s --overwrite",
+			sts.Namespace, sts.Name, config.RolloutGoAnnotation, want)
+	}
+	return false
 }

@@ -99,6 +99,15 @@ func AsksFor(tpl corev1.PodTemplateSpec, conf string) bool {
 	return stored == Checksum(conf) || stored == LegacyChecksum(conf)
 }
 
+// AwaitsGo reports whether, under rollout.requireGo, a StatefulSet whose pods
+// are to roll to conf still awaits its go, and the value of
+// config.RolloutGoAnnotation that gives it: conf's checksum, so that a go is
+// for one change. The controller waits by it and the plan prints it.
+func AwaitsGo(sts *appsv1.StatefulSet, p *config.Policy, conf string) (string, bool) {
+	want := Checksum(conf)
+	return want, p.Rollout.RequireGo && sts.Annotations[config.RolloutGoAnnotation] != want
+}
+
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:])

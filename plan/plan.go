@@ -28,6 +28,10 @@ type Change struct {
 	// Rolls: the companion controller changes the pod template's config
 	// checksum, which rolls the pods, in its turn of the paced rollout.
 	Rolls bool
+	// Go, with rollout.requireGo, is the value of the StatefulSet's
+	// valkey-webhook.io/rollout-go annotation that gives the roll its go, when
+	// it does not carry it yet.
+	Go string
 	// Removed and Added are the valkey.conf settings the roll changes, when the
 	// settings the pods run with are known (the StatefulSet's ConfigMap).
 	Removed, Added []string
@@ -59,6 +63,9 @@ func StatefulSet(sts *appsv1.StatefulSet, held string, hasHeld bool, base config
 		conf = held
 	}
 	c.Rolls = !defaults.AsksFor(sts.Spec.Template, conf)
+	if value, awaits := defaults.AwaitsGo(sts, &p, want); c.Rolls && awaits {
+		c.Go = value
+	}
 	if c.Rolls && hasHeld {
 		c.Removed, c.Added = defaults.SettingsDiff(held, want)
 	}
@@ -145,7 +152,12 @@ func (c Change) Text() string {
 		fmt.Fprintf(&b, "%s: left alone, its overrides do not hold under this policy (fix them first): %s\n", name, c.Invalid)
 		return b.String()
 	case c.Rolls:
-		fmt.Fprintf(&b, "%s: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n", name)
+		if c.Go != "" {
+			fmt.Fprintf(&b, "%s: rolls its pods once it has its go (kubectl annotate statefulset -n %s %s %s=%s --overwrite), then in its turn of the paced rollout: valkey.conf settings change\n",
+				name, c.Namespace, c.Name, config.RolloutGoAnnotation, c.Go)
+		} else {
+			fmt.Fprintf(&b, "%s: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n", name)
+		}
 		if len(c.Removed)+len(c.Added) == 0 {
 			b.WriteString("    (the settings its pods run with are not known: give its ConfigMap " + c.Name + "-config to see them)\n")
 		}

@@ -37,6 +37,12 @@ func stored(t *testing.T) (*appsv1.StatefulSet, string) {
 
 func TestStatefulSet(t *testing.T) {
 	checksum := "replace /spec/template/metadata/annotations/valkey-webhook.io~1config-checksum"
+	// The go for the roll to cluster.nodeTimeout 6000: its valkey.conf's checksum.
+	sts6000, _ := stored(t)
+	p6000 := config.Default()
+	p6000.Cluster.NodeTimeout = 6000
+	go6000 := defaults.Checksum(defaults.ValkeyConf(sts6000, &p6000))
+	requireGo6000 := func(p *config.Policy) { p.Cluster.NodeTimeout, p.Rollout.RequireGo = 6000, true }
 	tests := []struct {
 		name   string
 		policy func(*config.Policy)
@@ -51,6 +57,32 @@ func TestStatefulSet(t *testing.T) {
 			name:   "a setting: rolls, with the settings",
 			policy: func(p *config.Policy) { p.Cluster.NodeTimeout = 6000 },
 			want: Change{Rolls: true, Removed: []string{"cluster-node-timeout 5000"}, Added: []string{"cluster-node-timeout 6000"},
+				Fields: []string{checksum}},
+		},
+		{
+			name:   "a setting with rollout.requireGo: rolls after the go for its checksum",
+			policy: requireGo6000,
+			want: Change{Rolls: true, Go: go6000, Removed: []string{"cluster-node-timeout 5000"}, Added: []string{"cluster-node-timeout 6000"},
+				Fields: []string{checksum}},
+		},
+		{
+			name:   "a setting with rollout.requireGo, the go given: rolls in its turn",
+			policy: requireGo6000,
+			stored: func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool) {
+				sts.Annotations[config.RolloutGoAnnotation] = go6000
+				return sts, held, true
+			},
+			want: Change{Rolls: true, Removed: []string{"cluster-node-timeout 5000"}, Added: []string{"cluster-node-timeout 6000"},
+				Fields: []string{checksum}},
+		},
+		{
+			name:   "a setting with rollout.requireGo, a go for another change: awaits its own",
+			policy: requireGo6000,
+			stored: func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool) {
+				sts.Annotations[config.RolloutGoAnnotation] = "sha256:earlier"
+				return sts, held, true
+			},
+			want: Change{Rolls: true, Go: go6000, Removed: []string{"cluster-node-timeout 5000"}, Added: []string{"cluster-node-timeout 6000"},
 				Fields: []string{checksum}},
 		},
 		{
@@ -127,6 +159,8 @@ func TestText(t *testing.T) {
 		{Change{Namespace: "a", Name: "b"}, "a/b: unchanged\n"},
 		{Change{Namespace: "a", Name: "b", Rolls: true, Removed: []string{"x 1"}, Added: []string{"x 2"}, Fields: []string{"replace /p"}},
 			"a/b: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n    - x 1\n    + x 2\n  its pod template changes:\n    replace /p\n"},
+		{Change{Namespace: "a", Name: "b", Rolls: true, Go: "sha256:1", Removed: []string{"x 1"}, Added: []string{"x 2"}},
+			"a/b: rolls its pods once it has its go (kubectl annotate statefulset -n a b valkey-webhook.io/rollout-go=sha256:1 --overwrite), then in its turn of the paced rollout: valkey.conf settings change\n    - x 1\n    + x 2\n"},
 		{Change{Namespace: "a", Name: "b", Rolls: true},
 			"a/b: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n    (the settings its pods run with are not known: give its ConfigMap b-config to see them)\n"},
 		{Change{Namespace: "a", Name: "b", Fields: []string{"remove /q"}},

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/defaults"
@@ -197,4 +198,56 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 		want.WriteString("3 labeled StatefulSets: 1 roll their pods (paced: rollout.maxClusters at a time), 0 change at their next template update, 2 unchanged\n")
 		Expect(string(out)).To(Equal(want.String()))
 	}, SpecTimeout(2*time.Minute))
+
+	It("with rollout.requireGo, rolls a cluster only once its go annotation names the checksum it would roll to", func(ctx SpecContext) {
+		confs := map[string]string{}
+		for _, name := range names {
+			before[name], confs[name] = checksum(ctx, name), conf(ctx, name)
+		}
+		restartServe("--config", writePolicy("cluster:\n  nodeTimeout: 9000\nrollout:\n  requireGo: true\n"))
+		unchanged := func(g Gomega) {
+			for _, name := range names {
+				g.Expect(checksum(ctx, name)).To(Equal(before[name]), "the checksum of %s", name)
+				g.Expect(conf(ctx, name)).To(Equal(confs[name]), "the ConfigMap of %s", name)
+			}
+		}
+
+		By("each cluster gets one RolloutAwaitingGo Event with the command that gives its go, and none rolls")
+		const command = "kubectl annotate statefulset -n " + ns + " %s valkey-webhook.io/rollout-go="
+		gos := map[string]string{}
+		Eventually(func(g Gomega) {
+			list := &eventsv1.EventList{}
+			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			for _, e := range list.Items {
+				if e.Reason != "RolloutAwaitingGo" {
+					continue
+				}
+				_, rest, ok := strings.Cut(e.Note, fmt.Sprintf(command, e.Regarding.Name))
+				g.Expect(ok).To(BeTrue(), "the Event gives the command: %s", e.Note)
+				gos[e.Regarding.Name], _, _ = strings.Cut(rest, " ")
+			}
+			g.Expect(gos).To(HaveLen(len(names)))
+		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+		Consistently(unchanged).WithContext(ctx).WithTimeout(12 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+
+		giveGo := func(name, value string) {
+			GinkgoHelper()
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"valkey-webhook.io/rollout-go":%q}}}`, value)
+			sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			Expect(k8s.Patch(ctx, sts, client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed(), "the go is admitted")
+			Expect(sts.Spec.Template.Annotations[defaults.ChecksumAnnotation]).To(Equal(before[name]), "admission leaves the template as stored")
+		}
+		By("a go for another checksum (an earlier change's) approves nothing")
+		giveGo(names[0], "sha256:"+strings.Repeat("0", 64))
+		Consistently(unchanged).WithContext(ctx).WithTimeout(12 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
+
+		By("the go the Event named: " + names[0] + " rolls to that checksum, alone")
+		giveGo(names[0], gos[names[0]])
+		Eventually(func() string { return checksum(ctx, names[0]) }).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).
+			Should(Equal(gos[names[0]]))
+		Expect(conf(ctx, names[0])).To(ContainSubstring("cluster-node-timeout 9000"))
+		for _, name := range names[1:] {
+			Expect(checksum(ctx, name)).To(Equal(before[name]), "%s has no go", name)
+		}
+	}, SpecTimeout(3*time.Minute))
 })
