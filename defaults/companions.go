@@ -50,6 +50,15 @@ func GoverningServiceName(sts *appsv1.StatefulSet) string {
 	return HeadlessServiceName(sts)
 }
 
+// PodDNSName is the DNS name of a StatefulSet's pod under its governing headless
+// Service, <pod>.<service>.<namespace>.svc.<tls.clusterDomain>: the name the
+// nodes announce, the init Job dials and the companion Certificate covers (pod
+// "*" is its wildcard). pod and namespace may be $(VAR) references that
+// Kubernetes expands in a container.
+func PodDNSName(sts *appsv1.StatefulSet, p *config.Policy, pod, namespace string) string {
+	return fmt.Sprintf("%s.%s.%s.svc.%s", pod, GoverningServiceName(sts), namespace, p.TLS.ClusterDomain)
+}
+
 // HeadlessService is the governing Service: one DNS name per pod, published before
 // the pods are ready so that the cluster can form.
 func HeadlessService(sts *appsv1.StatefulSet, p *config.Policy) *corev1.Service {
@@ -218,7 +227,7 @@ func Certificate(sts *appsv1.StatefulSet, p *config.Policy) *cmapi.Certificate {
 			IssuerRef:      cmmeta.IssuerReference{Group: "cert-manager.io", Kind: kind, Name: issuer},
 			DNSNames: []string{
 				fmt.Sprintf("*.%s.%s.svc", headless, ns),
-				fmt.Sprintf("*.%s.%s.svc.%s", headless, ns, domain),
+				PodDNSName(sts, p, "*", ns),
 				sts.Name,
 				fmt.Sprintf("%s.%s", sts.Name, ns),
 				fmt.Sprintf("%s.%s.svc", sts.Name, ns),

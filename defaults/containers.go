@@ -296,7 +296,7 @@ func podNameEnv() []corev1.EnvVar {
 // podDNSNameExpr is the pod's own DNS name under the governing headless Service,
 // in terms of the variables of podNameEnv, for Kubernetes to expand.
 func podDNSNameExpr(sts *appsv1.StatefulSet, p *config.Policy) string {
-	return fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc.%s", GoverningServiceName(sts), p.TLS.ClusterDomain)
+	return PodDNSName(sts, p, "$(POD_NAME)", "$(POD_NAMESPACE)")
 }
 
 // fieldEnv is a variable of the downward API: a field of the pod (apiVersion v1,

@@ -193,7 +193,7 @@ func initJob(sts *appsv1.StatefulSet, p *config.Policy, np *networkingv1.Network
 func podDNSNames(sts *appsv1.StatefulSet, p *config.Policy, ns string) []string {
 	names := make([]string, *sts.Spec.Replicas)
 	for i := range names {
-		names[i] = fmt.Sprintf("%s-%d.%s.%s.svc.%s:%d", sts.Name, i, defaults.GoverningServiceName(sts), ns, p.TLS.ClusterDomain, p.Valkey.Port)
+		names[i] = fmt.Sprintf("%s:%d", defaults.PodDNSName(sts, p, fmt.Sprintf("%s-%d", sts.Name, i), ns), p.Valkey.Port)
 	}
 	return names
 }

@@ -331,7 +331,7 @@ func (g *scaleGuard) guard(ctx context.Context, stored *appsv1.StatefulSet, anno
 func (g *scaleGuard) check(ctx context.Context, sts *appsv1.StatefulSet, p *config.Policy, from, to int32) ScaleDown {
 	sd := ScaleDown{StatefulSet: sts.Name, From: from, To: to}
 	for o := range from {
-		sd.Addresses = append(sd.Addresses, net.JoinHostPort(podcluster.PodDNSName(sts, p, fmt.Sprintf("%s-%d", sts.Name, o)), strconv.Itoa(p.Valkey.Port)))
+		sd.Addresses = append(sd.Addresses, net.JoinHostPort(defaults.PodDNSName(sts, p, fmt.Sprintf("%s-%d", sts.Name, o), sts.Namespace), strconv.Itoa(p.Valkey.Port)))
 	}
 	if p.Auth.Enabled {
 		sd.AuthSecret = defaults.AuthSecretName(sts, p)

@@ -67,7 +67,7 @@ func Nodes(sts *appsv1.StatefulSet, p *config.Policy, pods []corev1.Pod, zones m
 				Zone:    zones[pod.Spec.NodeName],
 			}
 			if p.TLSEnabled() {
-				n.ServerName = PodDNSName(sts, p, name)
+				n.ServerName = defaults.PodDNSName(sts, p, name, sts.Namespace)
 			}
 			nodes = append(nodes, n)
 		}
@@ -111,12 +111,6 @@ func orPending(phase corev1.PodPhase) string {
 		return string(corev1.PodPending)
 	}
 	return string(phase)
-}
-
-// PodDNSName is the stable DNS name of a StatefulSet's pod under its governing
-// headless Service, the name the companion Certificate covers.
-func PodDNSName(sts *appsv1.StatefulSet, p *config.Policy, pod string) string {
-	return fmt.Sprintf("%s.%s.%s.svc.%s", pod, defaults.GoverningServiceName(sts), sts.Namespace, p.TLS.ClusterDomain)
 }
 
 // Ordinal is the ordinal of a StatefulSet's pod name, "<sts>-<ordinal>".
