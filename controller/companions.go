@@ -134,10 +134,10 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var failed []error
 	for _, c := range companions(sts, &p, conf, r.CertManager, r.ControllerNamespace) {
 		var err error
-		if c.want != nil {
-			err = r.apply(ctx, sts, c.want)
+		if c.Want != nil {
+			err = r.apply(ctx, sts, c.Want)
 		} else {
-			err = r.removeOwned(ctx, sts, c.absent)
+			err = r.removeOwned(ctx, sts, c.Absent)
 		}
 		if err != nil {
 			failed = append(failed, err)
@@ -175,47 +175,22 @@ func (r *CompanionReconciler) heldConfig(ctx context.Context, sts *appsv1.Statef
 	return existing.(*corev1.ConfigMap).Data[defaults.ConfigKey], true, nil
 }
 
-// companion is one object the StatefulSet should have (want), or one kind of
-// object it should not have any more because the policy turned it off (absent,
-// with the name to look for).
-type companion struct {
-	want   client.Object
-	absent client.Object
-}
-
-// companions lists the companion objects a StatefulSet should have under policy p,
-// its ConfigMap holding conf (configText).
-func companions(sts *appsv1.StatefulSet, p *config.Policy, conf string, certManager bool, controllerNamespace string) []companion {
-	cm := defaults.ConfigMap(sts, p)
-	cm.Data[defaults.ConfigKey] = conf
-	out := []companion{
-		{want: cm},
-		{want: defaults.HeadlessService(sts, p)},
-		{want: defaults.ClientService(sts, p)},
-	}
-	switch {
-	case p.PodDisruptionBudget.Enabled:
-		out = append(out, companion{want: defaults.PodDisruptionBudget(sts, p)})
-	default:
-		out = append(out, companion{absent: named(&policyv1.PodDisruptionBudget{}, sts, sts.Name)})
-	}
-	switch {
-	case p.NetworkPolicy.Enabled:
-		np := defaults.NetworkPolicy(sts, p)
-		if controllerNamespace != "" {
+// companions are defaults.Companions as this cluster serves them: no
+// Certificate where cert-manager's kind is not served, and the NetworkPolicy
+// admitting valkey-webhook's own pods when it knows their namespace.
+func companions(sts *appsv1.StatefulSet, p *config.Policy, conf string, certManager bool, controllerNamespace string) []defaults.Companion {
+	var out []defaults.Companion
+	for _, c := range defaults.Companions(sts, p, conf) {
+		if _, cert := c.Want.(*cmapi.Certificate); !certManager && cert {
+			continue
+		}
+		if _, cert := c.Absent.(*cmapi.Certificate); !certManager && cert {
+			continue
+		}
+		if np, ok := c.Want.(*networkingv1.NetworkPolicy); ok && controllerNamespace != "" {
 			defaults.AdmitController(np, p, controllerNamespace)
 		}
-		out = append(out, companion{want: np})
-	default:
-		out = append(out, companion{absent: named(&networkingv1.NetworkPolicy{}, sts, sts.Name)})
-	}
-	if certManager {
-		switch {
-		case p.TLS.Issuer != "":
-			out = append(out, companion{want: defaults.Certificate(sts, p)})
-		default:
-			out = append(out, companion{absent: named(&cmapi.Certificate{}, sts, sts.Name+"-tls")})
-		}
+		out = append(out, c)
 	}
 	return out
 }

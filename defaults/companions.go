@@ -10,6 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -39,6 +40,44 @@ func ConfigMap(sts *appsv1.StatefulSet, p *config.Policy) *corev1.ConfigMap {
 		ObjectMeta: companionMeta(sts, ConfigMapName(sts)),
 		Data:       map[string]string{ConfigKey: ValkeyConf(sts, p)},
 	}
+}
+
+// Object is what each companion is: controller-runtime's client.Object, named
+// here so that this package needs no client.
+type Object interface {
+	metav1.Object
+	runtime.Object
+}
+
+// Companion is one object beside a labeled StatefulSet: Want when the policy
+// asks for it, or else Absent, an empty object of its kind and name, which the
+// companion controller removes if the StatefulSet owns one.
+type Companion struct {
+	Want, Absent Object
+}
+
+// Companions are the objects beside sts under p, in this order: the ConfigMap
+// holding conf as valkey.conf, the headless and client Services, the
+// PodDisruptionBudget, the NetworkPolicy and the cert-manager Certificate. The
+// companion controller keeps them in the cluster; `generate cluster --hardened`
+// prints those wanted.
+func Companions(sts *appsv1.StatefulSet, p *config.Policy, conf string) []Companion {
+	cm := ConfigMap(sts, p)
+	cm.Data[ConfigKey] = conf
+	out := []Companion{{Want: cm}, {Want: HeadlessService(sts, p)}, {Want: ClientService(sts, p)}}
+	either := func(on bool, want func() Object, absent Object, name string) {
+		if on {
+			out = append(out, Companion{Want: want()})
+			return
+		}
+		absent.SetNamespace(sts.Namespace)
+		absent.SetName(name)
+		out = append(out, Companion{Absent: absent})
+	}
+	either(p.PodDisruptionBudget.Enabled, func() Object { return PodDisruptionBudget(sts, p) }, &policyv1.PodDisruptionBudget{}, sts.Name)
+	either(p.NetworkPolicy.Enabled, func() Object { return NetworkPolicy(sts, p) }, &networkingv1.NetworkPolicy{}, sts.Name)
+	either(p.TLS.Issuer != "", func() Object { return Certificate(sts, p) }, &cmapi.Certificate{}, sts.Name+"-tls")
+	return out
 }
 
 // GoverningServiceName is the headless Service that gives the pods their DNS names:

@@ -147,22 +147,17 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("hardening: %w", errs.ToAggregate())
 	}
-	objects = []client.Object{
-		sts,
-		defaults.ConfigMap(sts, &eff),
-		defaults.HeadlessService(sts, &eff),
-		defaults.ClientService(sts, &eff),
-	}
-	if eff.PodDisruptionBudget.Enabled {
-		objects = append(objects, defaults.PodDisruptionBudget(sts, &eff))
-	}
+	// What the companion controller would keep beside it, from the same list.
+	objects = []client.Object{sts}
 	var np *networkingv1.NetworkPolicy
-	if eff.NetworkPolicy.Enabled {
-		np = defaults.NetworkPolicy(sts, &eff)
-		objects = append(objects, np)
-	}
-	if eff.TLS.Issuer != "" {
-		objects = append(objects, defaults.Certificate(sts, &eff))
+	for _, c := range defaults.Companions(sts, &eff, defaults.ValkeyConf(sts, &eff)) {
+		if c.Want == nil {
+			continue
+		}
+		if n, ok := c.Want.(*networkingv1.NetworkPolicy); ok {
+			np = n
+		}
+		objects = append(objects, c.Want)
 	}
 	header = []string{fmt.Sprintf("Valkey cluster %s, hardened by valkey-webhook for a cluster without the webhook.", o.Name)}
 	if eff.Auth.Enabled {
