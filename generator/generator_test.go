@@ -24,6 +24,7 @@ import (
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
+	"github.com/valkey-webhook/valkey-webhook/scaleguard"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
 
@@ -542,8 +543,8 @@ func TestInstallLeavesTheScaleGuardItsBudget(t *testing.T) {
 				continue
 			}
 			calls++
-			if timeout := time.Duration(ptr.Deref(w.TimeoutSeconds, 10)) * time.Second; timeout < webhook.ScaleGuardBudget+time.Second {
-				t.Errorf("%s: timeoutSeconds %s leaves the scale guard's %s budget less than a second", w.Name, timeout, webhook.ScaleGuardBudget)
+			if timeout := time.Duration(ptr.Deref(w.TimeoutSeconds, 10)) * time.Second; timeout < scaleguard.Budget+time.Second {
+				t.Errorf("%s: timeoutSeconds %s leaves the scale guard's %s budget less than a second", w.Name, timeout, scaleguard.Budget)
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/valkey-webhook/valkey-webhook/scaleguard"
 )
 
 // TestValidatingConfigurationScaleGuard checks the scale guard's two webhooks:
@@ -87,7 +89,7 @@ func TestValidatingConfigurationScaleGuard(t *testing.T) {
 	if hooks := EnforcementConfiguration(o).Webhooks; len(hooks) != 1 {
 		t.Errorf("the enforcement configuration has %d webhooks, want 1", len(hooks))
 	}
-	if budget := ScaleGuardBudget.Seconds(); budget > float64(o.TimeoutSeconds)-1 {
-		t.Errorf("ScaleGuardBudget %.0fs leaves less than a second of the webhooks' %ds timeout", budget, o.TimeoutSeconds)
+	if budget := scaleguard.Budget.Seconds(); budget > float64(o.TimeoutSeconds)-1 {
+		t.Errorf("scaleguard.Budget %.0fs leaves less than a second of the webhooks' %ds timeout", budget, o.TimeoutSeconds)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/controller"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
+	"github.com/valkey-webhook/valkey-webhook/scaleguard"
 	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
 	"github.com/valkey-webhook/valkey-webhook/webhook"
 )
@@ -185,7 +186,7 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 		took := time.Since(start)
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want 422 Invalid, got %v", err)
 		Expect(err.Error()).To(ContainSubstring("scaling cache down from 6 to 5 pods cannot be checked: the check ran out of its 3s budget; cache-3 did not answer (node " + addr + ": "))
-		Expect(took).To(BeNumerically("<", webhook.ScaleGuardBudget+budgetMargin), "the refusal took %s", took)
+		Expect(took).To(BeNumerically("<", scaleguard.Budget+budgetMargin), "the refusal took %s", took)
 		GinkgoWriter.Printf("refused in %s: %v\n", took.Round(time.Millisecond), err)
 		AddReportEntry("refusal with a node that does not answer", fmt.Sprintf("%s: %v", took.Round(time.Millisecond), err))
 	}, SpecTimeout(2*time.Minute))
@@ -206,7 +207,7 @@ var _ = Describe("the scale guard on a real cluster", Ordered, func() {
 			name := fmt.Sprintf("cache-%d", i)
 			Expect(err.Error()).To(ContainSubstring(fmt.Sprintf("%s did not answer (node %s:%d: not reachable", name, now[name].Status.PodIP, valkeyharness.Port)))
 		}
-		Expect(took).To(BeNumerically("<", webhook.ScaleGuardBudget+budgetMargin), "the refusal took %s", took)
+		Expect(took).To(BeNumerically("<", scaleguard.Budget+budgetMargin), "the refusal took %s", took)
 		GinkgoWriter.Printf("refused in %s: %v\n", took.Round(time.Millisecond), err)
 	}, SpecTimeout(2*time.Minute))
 })
