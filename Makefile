@@ -39,13 +39,13 @@ test: verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUBE_SCORE="$$(hack/kube-score.sh)" $(GO) test $(GOTESTFLAGS) ./...
 	@each='$(FUZZSHORT)'; $(fuzz_each)
 	@hack/node/build.sh > /dev/null
-	$(GO) test -tags realnode -count=1 -timeout 40m ./test/realnode
+	$(GO) test -tags realnode -count=1 -timeout 50m ./test/realnode
 
 ## realnode: only the real-node suite (make node-up's node, started and removed by it).
 .PHONY: realnode
 realnode:
 	@hack/node/build.sh > /dev/null
-	$(GO) test -tags realnode -count=1 -timeout 40m -v ./test/realnode
+	$(GO) test -tags realnode -count=1 -timeout 50m -v ./test/realnode
 
 ## unit: the tests that need no control plane.
 unit:

@@ -224,14 +224,17 @@ func (s stsState) stored() stsState {
 	return s
 }
 
-// fleetState is every labeled StatefulSet not being deleted, by namespace/name.
+// fleetState is every labeled StatefulSet the companion controller acts on and
+// that is not being deleted, by namespace/name. It acts on none in kube-system
+// (where the hardened spec's cluster, labeled, runs without the webhook) or in
+// its own namespace.
 func fleetState(ctx context.Context) map[string]stsState {
 	GinkgoHelper()
 	list := &appsv1.StatefulSetList{}
 	Expect(k8s.List(ctx, list, client.MatchingLabels{"valkey-webhook.io/cluster": "enabled"})).To(Succeed())
 	out := map[string]stsState{}
 	for _, s := range list.Items {
-		if !s.DeletionTimestamp.IsZero() {
+		if !s.DeletionTimestamp.IsZero() || s.Namespace == metav1.NamespaceSystem || s.Namespace == webhookNS {
 			continue
 		}
 		cm := &corev1.ConfigMap{}
