@@ -56,14 +56,16 @@ func StatefulSet(sts *appsv1.StatefulSet, held string, hasHeld bool, base config
 	}
 	// As the controller decides (controller.CompanionReconciler.Reconcile): a
 	// text with the same settings stays, and a checksum of either form of the
-	// text it keeps asks for nothing.
+	// text it keeps asks for nothing; only a change of the settings waits for a
+	// go (a kept text whose checksum patch is still to land does not).
 	want := defaults.ValkeyConf(sts, &p)
 	conf := want
-	if hasHeld && defaults.SameSettings(held, want) {
+	kept := hasHeld && defaults.SameSettings(held, want)
+	if kept {
 		conf = held
 	}
 	c.Rolls = !defaults.AsksFor(sts.Spec.Template, conf)
-	if value, awaits := defaults.AwaitsGo(sts, &p, want); c.Rolls && awaits {
+	if value, awaits := defaults.AwaitsGo(sts, &p, want); c.Rolls && !kept && awaits {
 		c.Go = value
 	}
 	if c.Rolls && hasHeld {

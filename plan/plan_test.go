@@ -86,6 +86,17 @@ func TestStatefulSet(t *testing.T) {
 				Fields: []string{checksum}},
 		},
 		{
+			// A roll the gate let start whose checksum patch did not land: the
+			// controller writes it without asking for a go.
+			name:   "rollout.requireGo, the held settings unchanged but the checksum stale: rolls, no go asked",
+			policy: func(p *config.Policy) { p.Rollout.RequireGo = true },
+			stored: func(sts *appsv1.StatefulSet, held string) (*appsv1.StatefulSet, string, bool) {
+				sts.Spec.Template.Annotations[defaults.ChecksumAnnotation] = "sha256:stale"
+				return sts, held, true
+			},
+			want: Change{Rolls: true, Fields: []string{checksum}},
+		},
+		{
 			name:   "a setting, without the ConfigMap: rolls, the settings unknown",
 			policy: func(p *config.Policy) { p.Cluster.NodeTimeout = 6000 },
 			stored: func(sts *appsv1.StatefulSet, _ string) (*appsv1.StatefulSet, string, bool) { return sts, "", false },

@@ -152,8 +152,6 @@ func run(bin, out, repo string) error {
 	return nil
 }
 
-// debianValkeyVersion is the version of the valkey-server the image copies, from its
-// own --version ("Valkey server v=8.0.1 ...").
 // webhookRoot is valkey-webhook's root filesystem, like the Dockerfile's
 // distroless static nonroot base (passwd, group, /tmp, CA roots), with bin.
 func webhookRoot(l *layer, bin string) error {
@@ -204,6 +202,8 @@ func commentVariantOverlay(repo, dir string) (string, error) {
 	return path, os.WriteFile(path, overlay, 0o644)
 }
 
+// debianValkeyVersion is the version of the valkey-server the image copies, from its
+// own --version ("Valkey server v=8.0.1 ...").
 func debianValkeyVersion() (string, error) {
 	out, err := exec.Command("valkey-server", "--version").Output()
 	if err != nil {
