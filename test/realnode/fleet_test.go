@@ -21,7 +21,6 @@ import (
 
 	"github.com/valkey-webhook/valkey-webhook/controller"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
-	"github.com/valkey-webhook/valkey-webhook/test/valkeyharness"
 )
 
 // variantComment is in the first line of the valkey.conf that the test variant
@@ -157,15 +156,7 @@ var _ = Describe("day 2 across a fleet: a webhook upgrade that renders the same 
 	It("refuses TLS turned on by annotation while the pods run, and the way its message gives works: OnDelete, every pod restarted at once, healthy over TLS with every key", func(ctx SpecContext) {
 		c := clusters[2]
 		headless := fmt.Sprintf("%s-headless.%s.svc.cluster.local", c.name, c.ns)
-		files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
-		Expect(err).NotTo(HaveOccurred())
-		data, err := files.SecretData(c.name, []string{"*." + headless, fmt.Sprintf("%s.%s.svc.cluster.local", c.name, c.ns)})
-		Expect(err).NotTo(HaveOccurred())
-		Expect(k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name + "-tls"},
-			Type:       corev1.SecretTypeTLS,
-			Data:       data,
-		})).To(Succeed())
+		files := createTLSSecret(ctx, c)
 		tlsOn := "valkey-webhook.io/tls.secretName=" + c.name + "-tls"
 
 		By("kubectl annotate " + tlsOn + ": refused, with the way to do it")

@@ -19,6 +19,7 @@ import (
 	"github.com/valkey-io/valkey-go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/valkey-webhook/valkey-webhook/cluster"
@@ -266,6 +267,25 @@ func (c *valkeyCluster) role(ctx context.Context, addr string) (string, error) {
 		return "", err
 	}
 	return role[0].ToString()
+}
+
+// createTLSSecret issues a certificate for the pods' DNS names under c's
+// headless Service and its client Service (server and client use, as the
+// cluster bus needs), from a CA of its own, and stores it as the Secret
+// <name>-tls. It returns the TLS files, for a client that verifies them.
+func createTLSSecret(ctx context.Context, c *valkeyCluster) *valkeyharness.TLSFiles {
+	GinkgoHelper()
+	files, err := valkeyharness.NewTLSFiles(GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
+	headless := fmt.Sprintf("%s-headless.%s.svc.cluster.local", c.name, c.ns)
+	data, err := files.SecretData(c.name, []string{"*." + headless, fmt.Sprintf("%s.%s.svc.cluster.local", c.name, c.ns)})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(k8s.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name + "-tls"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       data,
+	})).To(Succeed())
+	return files
 }
 
 // createNamespace creates ns and deletes it when the container or spec that
