@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -49,12 +50,16 @@ const (
 	ReasonRolloutWaiting    = "RolloutWaiting"
 	ReasonRolloutStalled    = "RolloutStalled"
 	ReasonRolloutAwaitingGo = "RolloutAwaitingGo"
+	// ReasonRolloutNeedsRestart: a policy edit turns TLS or auth on or off,
+	// which cannot roll one pod at a time (controller.transportHeld).
+	ReasonRolloutNeedsRestart = "RolloutNeedsRestart"
 )
 
 // CompanionReconciler keeps the companion objects of every labeled StatefulSet in
 // shape: ConfigMap, Services, PodDisruptionBudget, NetworkPolicy, the auth Secret and
 // the cert-manager Certificate. It also keeps the pod template's config checksum
-// equal to the hash of valkey.conf, so that a changed valkey.conf rolls the pods.
+// equal to the hash of valkey.conf's settings, and the values the template holds
+// for the policy's, so that a policy edit rolls the pods, in its turn.
 type CompanionReconciler struct {
 	// Client reads from the cache, which holds StatefulSets and, of the companion
 	// kinds, only the objects labeled managed-by valkey-webhook.
@@ -109,26 +114,35 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err != nil {
 		return reconcile.Result{}, r.failed(sts, "Read", defaults.ConfigMap(sts, &p), err)
 	}
-	// begins: the checksum patch below starts a roll the gate counts.
-	conf, result, begins := want, reconcile.Result{}, false
-	switch {
-	case found && defaults.SameSettings(held, want):
+	// next is the StatefulSet with the pod template admission would store for
+	// the policy now (keys: the policy keys of the template that changed).
+	next, keys := defaults.Rehardened(sts, r.Policy, &p)
+	kept := found && defaults.SameSettings(held, want)
+	// A change of the settings under the pods (a template asking for want
+	// already is an update of the user's, which admission rendered and which
+	// rolls anyway), or of what the template holds for the policy: the policy
+	// or this release changed them, and the cluster's turn comes from the
+	// rollout gate, after its go where rollout.requireGo asks for one.
+	rolls := found && !kept && !defaults.AsksFor(sts.Spec.Template, want) ||
+		!equality.Semantic.DeepEqual(next.Spec.Template, sts.Spec.Template)
+	// begins: the template patch below starts a roll the gate counts.
+	conf, result, begins := want, reconcile.Result{}, rolls
+	if kept {
 		// A release that changed only a comment or the order of the rendering
 		// rewrites nothing, and the text the pods started with stays to compare.
 		// A template that does not ask for it yet is a roll the gate let start
 		// whose checksum patch failed (a conflict): it is counted when it lands.
-		conf, begins = held, !defaults.AsksFor(sts.Spec.Template, held)
-		r.gate().settled(req.NamespacedName)
-	case found && !defaults.AsksFor(sts.Spec.Template, want):
-		// The policy or this release changed the settings under the pods (a
-		// template asking for want already is an update of the user's, which
-		// admission rendered and which rolls anyway): their turn comes from the
-		// rollout gate, after their go where rollout.requireGo asks for one.
-		begins = true
-		if !r.hasGo(sts, &p, want) || !r.mayRoll(ctx, sts, &p) {
-			conf, result, begins = held, reconcile.Result{RequeueAfter: rolloutPoll}, false
+		conf, begins = held, begins || !defaults.AsksFor(sts.Spec.Template, held)
+	}
+	switch {
+	case rolls && (r.transportHeld(sts, &p) || !r.hasGo(sts, &p, want) || !r.mayRoll(ctx, sts, &p)):
+		// Its ConfigMap keeps the settings its pods run with, its template
+		// what it holds, until its turn.
+		next, keys, result, begins = sts.DeepCopy(), nil, reconcile.Result{RequeueAfter: rolloutPoll}, false
+		if found {
+			conf = held
 		}
-	default:
+	case !rolls:
 		r.gate().settled(req.NamespacedName)
 	}
 	var failed []error
@@ -156,7 +170,7 @@ func (r *CompanionReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if len(failed) > 0 {
 		return reconcile.Result{}, errors.Join(failed...)
 	}
-	if err := r.syncChecksums(ctx, sts, conf); err != nil {
+	if err := r.syncTemplate(ctx, sts, next, conf, keys); err != nil {
 		return reconcile.Result{}, err
 	}
 	if begins {

@@ -34,11 +34,12 @@ import (
 const rolloutPoll = 10 * time.Second
 
 // rolloutClusters counts the clusters of the rollout by state: rolling (started,
-// not healthy yet), stalled (rolling past the bound), waiting (for a turn) and
-// awaiting_go (for a go, with rollout.requireGo).
+// not healthy yet), stalled (rolling past the bound), waiting (for a turn),
+// awaiting_go (for a go, with rollout.requireGo) and needs_restart (a TLS or
+// auth change, held until the pods can restart together).
 var rolloutClusters = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "valkey_webhook_rollout_clusters",
-	Help: "Clusters of the paced rollout of a policy or valkey-webhook change, by state: rolling, stalled, waiting, awaiting_go.",
+	Help: "Clusters of the paced rollout of a policy or valkey-webhook change, by state: rolling, stalled, waiting, awaiting_go, needs_restart.",
 }, []string{"state"})
 
 func init() { metrics.Registry.MustRegister(rolloutClusters) }
@@ -60,11 +61,14 @@ type rolloutGate struct {
 	waiting map[types.NamespacedName]bool
 	// awaitingGo is the checksum each cluster awaits a go for.
 	awaitingGo map[types.NamespacedName]string
+	// needsRestart is the change each cluster holds for until its pods can
+	// restart together (a TLS or auth change, transportHeld).
+	needsRestart map[types.NamespacedName]string
 }
 
 func newRolloutGate() *rolloutGate {
 	return &rolloutGate{started: map[types.NamespacedName]started{}, waiting: map[types.NamespacedName]bool{},
-		awaitingGo: map[types.NamespacedName]string{}}
+		awaitingGo: map[types.NamespacedName]string{}, needsRestart: map[types.NamespacedName]string{}}
 }
 
 // healthy reports whether a StatefulSet's roll is over and every pod is ready,
@@ -125,6 +129,7 @@ func (g *rolloutGate) admit(key types.NamespacedName, current func(types.Namespa
 		}
 	}
 	delete(g.awaitingGo, key) // asking for a turn: it has its go, or needs none
+	delete(g.needsRestart, key)
 	_, self := g.started[key]
 	ok = self || (len(rolling) < maxClusters && len(stalled) == 0)
 	if ok {
@@ -148,12 +153,22 @@ func (g *rolloutGate) begin(key types.NamespacedName, now time.Time, generation 
 // awaitGo records that key waits for a go for checksum, and reports whether
 // that is new: the cluster's Event is sent once per checksum awaited.
 func (g *rolloutGate) awaitGo(key types.NamespacedName, checksum string) bool {
+	return g.await(g.awaitingGo, key, checksum)
+}
+
+// awaitRestart records that key holds its roll to change until its pods can
+// restart together, and reports whether that is new, for its Event.
+func (g *rolloutGate) awaitRestart(key types.NamespacedName, change string) bool {
+	return g.await(g.needsRestart, key, change)
+}
+
+func (g *rolloutGate) await(m map[types.NamespacedName]string, key types.NamespacedName, value string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.awaitingGo[key] == checksum {
+	if v, ok := m[key]; ok && v == value {
 		return false
 	}
-	g.awaitingGo[key] = checksum
+	m[key] = value
 	delete(g.waiting, key)
 	g.report()
 	return true
@@ -165,9 +180,11 @@ func (g *rolloutGate) settled(key types.NamespacedName) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_, awaiting := g.awaitingGo[key]
-	if g.waiting[key] || awaiting {
+	_, holding := g.needsRestart[key]
+	if g.waiting[key] || awaiting || holding {
 		delete(g.waiting, key)
 		delete(g.awaitingGo, key)
+		delete(g.needsRestart, key)
 		g.report()
 	}
 }
@@ -186,6 +203,7 @@ func (g *rolloutGate) report() {
 	rolloutClusters.WithLabelValues("stalled").Set(float64(stalled))
 	rolloutClusters.WithLabelValues("waiting").Set(float64(len(g.waiting)))
 	rolloutClusters.WithLabelValues("awaiting_go").Set(float64(len(g.awaitingGo)))
+	rolloutClusters.WithLabelValues("needs_restart").Set(float64(len(g.needsRestart)))
 }
 
 // gate is the reconciler's rollout gate, made on first use.
@@ -234,4 +252,27 @@ func (r *CompanionReconciler) hasGo(sts *appsv1.StatefulSet, p *config.Policy, c
 			sts.Namespace, sts.Name, config.RolloutGoAnnotation, want)
 	}
 	return false
+}
+
+// transportHeld reports whether sts holds its roll to the settings of p: the
+// change turns TLS or auth on or off while its pods run and would roll one at a
+// time (defaults.NeedsRestart), which admission refuses and which would
+// leave the first rolled pod unable to talk to its peers. Its ConfigMap and
+// template stay until its update strategy is OnDelete; a cluster that begins to
+// hold gets a warning Event with the way to make the change.
+func (r *CompanionReconciler) transportHeld(sts *appsv1.StatefulSet, p *config.Policy) bool {
+	changes := defaults.NeedsRestart(sts, r.Policy, p)
+	if len(changes) == 0 {
+		return false
+	}
+	turns := defaults.Describe(changes)
+	if r.gate().awaitRestart(client.ObjectKeyFromObject(sts), turns) {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonRolloutNeedsRestart, "Rollout",
+			"the policy %s while the pods run: rolled one at a time, the first new pod %s, so this cluster keeps its settings until its pods can restart together: "+
+				`kubectl patch statefulset -n %s %s --type merge -p '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}', `+
+				"then, once its pod template has changed, delete all its pods together (kubectl delete pod -n %s -l %s=%s; they come back with their data, the cluster is unavailable until they are up), and set RollingUpdate back; "+
+				"or keep it as it is by pinning the stored value with its valkey-webhook.io/ annotation",
+			turns, changes[0].Why, sts.Namespace, sts.Name, sts.Namespace, defaults.StatefulSetNameLabel, sts.Name)
+	}
+	return true
 }

@@ -156,40 +156,51 @@ func TestRolloutGateForgetsDeletedWaiters(t *testing.T) {
 	}
 }
 
-// TestRolloutGateAwaitGo: a cluster awaiting a go is told once per checksum,
-// counted as awaiting_go, and forgotten once it asks for its turn or settles.
-func TestRolloutGateAwaitGo(t *testing.T) {
-	a, b := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	current := func(types.NamespacedName) (*appsv1.StatefulSet, bool) { return rolloutSts(1, 1, 6, true), true }
-	awaiting := func() float64 {
-		m := &dto.Metric{}
-		if err := rolloutClusters.WithLabelValues("awaiting_go").Write(m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetGauge().GetValue()
-	}
-	g := newRolloutGate()
-	steps := []struct {
-		name     string
-		do       func() bool
-		want     bool
-		awaiting float64
+// TestRolloutGateAwait: a cluster awaiting its go, or holding for a restart of
+// its pods together, is told once per change awaited, counted in its state,
+// and forgotten once it asks for its turn or is settled.
+func TestRolloutGateAwait(t *testing.T) {
+	for _, kind := range []struct {
+		state string
+		await func(g *rolloutGate, key types.NamespacedName, change string) bool
 	}{
-		{"a awaits a go for x: told", func() bool { return g.awaitGo(a, "x") }, true, 1},
-		{"a again for x: not told again", func() bool { return g.awaitGo(a, "x") }, false, 1},
-		{"b awaits a go for x: told", func() bool { return g.awaitGo(b, "x") }, true, 2},
-		{"a for y, a later change: told", func() bool { return g.awaitGo(a, "y") }, true, 2},
-		{"a has its go and asks for its turn: starts, no longer awaiting", func() bool { ok, _, _ := g.admit(a, current, now, 1, time.Hour); return ok }, true, 1},
-		{"b deleted: settled", func() bool { g.settled(b); return true }, true, 0},
-		{"b back, awaiting x again: told again", func() bool { return g.awaitGo(b, "x") }, true, 1},
-	}
-	for _, st := range steps {
-		if got := st.do(); got != st.want {
-			t.Fatalf("%s: got %v, want %v", st.name, got, st.want)
-		}
-		if got := awaiting(); got != st.awaiting {
-			t.Fatalf("%s: awaiting_go %v, want %v", st.name, got, st.awaiting)
-		}
+		{"awaiting_go", (*rolloutGate).awaitGo},
+		{"needs_restart", (*rolloutGate).awaitRestart},
+	} {
+		t.Run(kind.state, func(t *testing.T) {
+			a, b := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			current := func(types.NamespacedName) (*appsv1.StatefulSet, bool) { return rolloutSts(1, 1, 6, true), true }
+			awaiting := func() float64 {
+				m := &dto.Metric{}
+				if err := rolloutClusters.WithLabelValues(kind.state).Write(m); err != nil {
+					t.Fatal(err)
+				}
+				return m.GetGauge().GetValue()
+			}
+			g := newRolloutGate()
+			steps := []struct {
+				name     string
+				do       func() bool
+				want     bool
+				awaiting float64
+			}{
+				{"a awaits x: told", func() bool { return kind.await(g, a, "x") }, true, 1},
+				{"a again for x: not told again", func() bool { return kind.await(g, a, "x") }, false, 1},
+				{"b awaits x: told", func() bool { return kind.await(g, b, "x") }, true, 2},
+				{"a for y, a later change: told", func() bool { return kind.await(g, a, "y") }, true, 2},
+				{"a asks for its turn: starts, no longer awaiting", func() bool { ok, _, _ := g.admit(a, current, now, 1, time.Hour); return ok }, true, 1},
+				{"b deleted: settled", func() bool { g.settled(b); return true }, true, 0},
+				{"b back, awaiting x again: told again", func() bool { return kind.await(g, b, "x") }, true, 1},
+			}
+			for _, st := range steps {
+				if got := st.do(); got != st.want {
+					t.Fatalf("%s: got %v, want %v", st.name, got, st.want)
+				}
+				if got := awaiting(); got != st.awaiting {
+					t.Fatalf("%s: %s %v, want %v", st.name, kind.state, got, st.awaiting)
+				}
+			}
+		})
 	}
 }

@@ -176,3 +176,46 @@ func without[T any](s []T, del func(T) bool) []T {
 	}
 	return s
 }
+
+// Rehardened is sts as admission would store it at an UPDATE of its pod
+// template under p, its effective policy over base: what the template holds as
+// injected for the settings it was hardened with (StoredPolicy) injected again
+// for p's, and the record of p's. The config checksum stays as stored: which
+// settings the pods run with is the companion controller's to say. keys are the
+// template keys whose values changed and reach a stored template (not those
+// fixed at CREATE, nor image.valkey), sorted, when the template changes; none
+// when it stays (the same settings, an object with no record of its own, or
+// values the user set). The companion controller rolls such a template in its
+// turn of the paced rollout, and the plan reports it.
+func Rehardened(sts *appsv1.StatefulSet, base config.Policy, p *config.Policy) (next *appsv1.StatefulSet, keys []string) {
+	next = sts.DeepCopy()
+	pOld, ok := StoredPolicy(sts, base)
+	if !ok || !IsLabeled(sts) || hardenedWith(&pOld) == hardenedWith(p) {
+		return next, nil
+	}
+	disown(next, sts, &pOld)
+	hardenPodTemplate(next, p)
+	if stored, ok := sts.Spec.Template.Annotations[ChecksumAnnotation]; ok {
+		next.Spec.Template.Annotations[ChecksumAnnotation] = stored
+	} else {
+		delete(next.Spec.Template.Annotations, ChecksumAnnotation)
+	}
+	if equality.Semantic.DeepEqual(next.Spec.Template, sts.Spec.Template) {
+		return sts.DeepCopy(), nil
+	}
+	if next.Annotations == nil {
+		next.Annotations = map[string]string{}
+	}
+	next.Annotations[config.HardenedWithAnnotation] = hardenedWith(p)
+	for _, k := range templateKeys {
+		if slices.Contains(FixedAtCreate, k) || k == "image.valkey" {
+			continue // left as stored (disown)
+		}
+		before, _ := pOld.Get(k)
+		if after, _ := p.Get(k); before != after {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return next, keys
+}

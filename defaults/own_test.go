@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 )
@@ -87,6 +89,17 @@ func created(t *testing.T, base config.Policy, overrides map[string]string) (*ap
 	return sts, len(HardenWithOverrides(sts, nil, base)) == 0
 }
 
+// basePolicy is the default policy with the baseline's keys and key set to v,
+// as a policy file would set them; ok is false when that is not a valid policy.
+func basePolicy(baseline map[string]string, key, v string) (config.Policy, bool) {
+	annotations := map[string]string{}
+	for k, bv := range merged(baseline, key, v) {
+		annotations[config.AnnotationPrefix+k] = bv
+	}
+	p, errs := config.Effective(config.Default(), annotations, AnnotationsPath)
+	return p, len(errs) == 0
+}
+
 func merged(a map[string]string, k, v string) map[string]string {
 	out := map[string]string{k: v}
 	for ak, av := range a {
@@ -161,16 +174,8 @@ func TestPolicyChangeReachesTemplateOnUpdate(t *testing.T) {
 		values := keyValues[key]
 		tried := 0
 		for name, baseline := range baselines {
-			policy := func(v string) (config.Policy, bool) {
-				annotations := map[string]string{}
-				for k, bv := range merged(baseline, key, v) {
-					annotations[config.AnnotationPrefix+k] = bv
-				}
-				p, errs := config.Effective(config.Default(), annotations, AnnotationsPath)
-				return p, len(errs) == 0
-			}
-			before, okA := policy(values[0])
-			after, okB := policy(values[1])
+			before, okA := basePolicy(baseline, key, values[0])
+			after, okB := basePolicy(baseline, key, values[1])
 			if !okA || !okB {
 				continue
 			}
@@ -261,4 +266,67 @@ func effective(t *testing.T, sts *appsv1.StatefulSet) *config.Policy {
 		t.Fatal(errs)
 	}
 	return &p
+}
+
+// TestRehardenedIsTheUpdate: for every policy key, under each baseline, a
+// template stored under a policy with the key's value A, rehardened under one
+// with B, is what a CREATE under B gives (the config checksum as stored), with
+// the key named; a key fixed at CREATE, or one the template does not read,
+// changes nothing and names nothing. Admission then stores the rehardened
+// object as it is (its volumes perhaps in another order), and that stored
+// object is not rehardened again: the companion controller's patch and the
+// webhook never disagree, nor take turns. Under the same policy nothing changes.
+func TestRehardenedIsTheUpdate(t *testing.T) {
+	for _, key := range config.AnnotationKeys() {
+		values := keyValues[key]
+		for name, baseline := range baselines {
+			before, okA := basePolicy(baseline, key, values[0])
+			after, okB := basePolicy(baseline, key, values[1])
+			if !okA || !okB {
+				continue
+			}
+			old, _ := created(t, before, nil)
+			same, keys := Rehardened(old, before, &before)
+			if diff := cmp.Diff(old, same); diff != "" || keys != nil {
+				t.Errorf("%s under %s, the same policy: keys %v, changes (-stored +rehardened):\n%s", key, name, keys, diff)
+			}
+
+			got, keys := Rehardened(old, after, &after)
+			want, _ := created(t, after, nil)
+			want.Spec.Template.Annotations[ChecksumAnnotation] = old.Spec.Template.Annotations[ChecksumAnnotation]
+			if slices.Contains(FixedAtCreate, key) || !slices.Contains(templateKeys, key) {
+				want = old
+			}
+			if diff := cmp.Diff(want.Spec.Template, got.Spec.Template); diff != "" {
+				t.Errorf("%s %s -> %s in the policy, under %s: rehardened differs from CREATE (-create +rehardened):\n%s", key, values[0], values[1], name, diff)
+			}
+			wantKeys := []string{key}
+			if equality.Semantic.DeepEqual(old.Spec.Template, want.Spec.Template) {
+				wantKeys = nil
+			}
+			if !slices.Equal(keys, wantKeys) {
+				t.Errorf("%s under %s: keys %v, want %v", key, name, keys, wantKeys)
+			}
+			if keys == nil {
+				continue
+			}
+			// The controller's patch asks for the checksum of the settings
+			// rendered now, as it does when they change.
+			got.Spec.Template.Annotations[ChecksumAnnotation] = Checksum(ValkeyConf(got, &after))
+			admitted := got.DeepCopy()
+			if errs := HardenWithOverrides(admitted, old, after); len(errs) > 0 {
+				t.Fatalf("%s under %s: admission refuses the rehardened object: %v", key, name, errs)
+			}
+			// Admission may keep, as the user's, a volume that the new settings
+			// name differently (auth.existingSecret) ahead of those it adds: the
+			// same volumes in another order.
+			byName := cmpopts.SortSlices(func(a, b corev1.Volume) bool { return a.Name < b.Name })
+			if diff := cmp.Diff(got, admitted, byName); diff != "" {
+				t.Errorf("%s under %s: admission changes the rehardened object (-rehardened +admitted):\n%s", key, name, diff)
+			}
+			if again, keys := Rehardened(admitted, after, &after); keys != nil || !equality.Semantic.DeepEqual(again, admitted) {
+				t.Errorf("%s under %s: what admission stored is rehardened again (keys %v): the controller would patch it again", key, name, keys)
+			}
+		}
+	}
 }

@@ -100,11 +100,12 @@ func AsksFor(tpl corev1.PodTemplateSpec, conf string) bool {
 }
 
 // AwaitsGo reports whether, under rollout.requireGo, a StatefulSet whose pods
-// are to roll to conf still awaits its go, and the value of
-// config.RolloutGoAnnotation that gives it: conf's checksum, so that a go is
-// for one change. The controller waits by it and the plan prints it.
+// are to roll to conf's settings and p's pod template still awaits its go, and
+// the value of config.RolloutGoAnnotation that gives it: a hash of the two, so
+// that a go is for one change. The controller waits by it and the plan prints
+// it.
 func AwaitsGo(sts *appsv1.StatefulSet, p *config.Policy, conf string) (string, bool) {
-	want := Checksum(conf)
+	want := hash(Checksum(conf) + " " + hardenedWith(p))
 	return want, p.Rollout.RequireGo && sts.Annotations[config.RolloutGoAnnotation] != want
 }
 

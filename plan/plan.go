@@ -13,6 +13,7 @@ import (
 
 	"gomodules.xyz/jsonpatch/v2"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/valkey-webhook/valkey-webhook/config"
 	"github.com/valkey-webhook/valkey-webhook/defaults"
@@ -25,15 +26,26 @@ type Change struct {
 	// policy: the controller leaves it alone (Event InvalidOverrides) and
 	// admission refuses its next update that touches them. Nothing else is set.
 	Invalid string
-	// Rolls: the companion controller changes the pod template's config
-	// checksum, which rolls the pods, in its turn of the paced rollout.
+	// Rolls: the companion controller changes the pod template (its config
+	// checksum, or what it holds for Keys), which rolls the pods, in its turn of
+	// the paced rollout.
 	Rolls bool
+	// Settings: the roll changes the valkey.conf settings (the config checksum).
+	Settings bool
+	// Keys are the policy keys the pod template reads whose values the roll
+	// brings to it (defaults.Rehardened).
+	Keys []string
+	// Restart, when set, is the change of transport ("turns TLS on") the roll
+	// brings while the pods run and roll one at a time: it waits until the
+	// StatefulSet's update strategy is OnDelete (defaults.NeedsRestart).
+	Restart string
 	// Go, with rollout.requireGo, is the value of the StatefulSet's
 	// valkey-webhook.io/rollout-go annotation that gives the roll its go, when
 	// it does not carry it yet.
 	Go string
-	// Removed and Added are the valkey.conf settings the roll changes, when the
-	// settings the pods run with are known (the StatefulSet's ConfigMap).
+	// Removed and Added are the valkey.conf settings the roll changes, when they
+	// change and the settings the pods run with are known (the StatefulSet's
+	// ConfigMap).
 	Removed, Added []string
 	// Fields are the pod template's JSON paths that admission changes with the
 	// roll or, when nothing rolls, at the next update of the template (which
@@ -56,29 +68,36 @@ func StatefulSet(sts *appsv1.StatefulSet, held string, hasHeld bool, base config
 	}
 	// As the controller decides (controller.CompanionReconciler.Reconcile): a
 	// text with the same settings stays, and a checksum of either form of the
-	// text it keeps asks for nothing; only a change of the settings waits for a
-	// go (a kept text whose checksum patch is still to land does not).
+	// text it keeps asks for nothing; a change of the settings, or of what the
+	// template holds for the policy keys it reads, waits for a go (a kept text
+	// whose checksum patch is still to land does not).
 	want := defaults.ValkeyConf(sts, &p)
 	conf := want
 	kept := hasHeld && defaults.SameSettings(held, want)
 	if kept {
 		conf = held
 	}
-	c.Rolls = !defaults.AsksFor(sts.Spec.Template, conf)
-	if value, awaits := defaults.AwaitsGo(sts, &p, want); c.Rolls && !kept && awaits {
+	next, keys := defaults.Rehardened(sts, base, &p)
+	c.Settings, c.Keys = !defaults.AsksFor(sts.Spec.Template, conf), keys
+	retemplated := !equality.Semantic.DeepEqual(next.Spec.Template, sts.Spec.Template)
+	c.Rolls = c.Settings || retemplated
+	if value, awaits := defaults.AwaitsGo(sts, &p, want); (c.Settings && !kept || retemplated) && awaits {
 		c.Go = value
 	}
-	if c.Rolls && hasHeld {
+	if c.Rolls {
+		c.Restart = defaults.Describe(defaults.NeedsRestart(sts, base, &p))
+	}
+	if c.Settings && hasHeld {
 		c.Removed, c.Added = defaults.SettingsDiff(held, want)
 	}
 
-	next := sts.DeepCopy()
 	if next.Spec.Template.Annotations == nil {
 		next.Spec.Template.Annotations = map[string]string{}
 	}
-	if c.Rolls {
+	switch {
+	case c.Settings:
 		next.Spec.Template.Annotations[defaults.ChecksumAnnotation] = defaults.Checksum(want)
-	} else {
+	case !c.Rolls:
 		next.Spec.Template.Annotations[restartedAt] = "plan"
 	}
 	if errs := defaults.HardenWithOverrides(next, sts, base); len(errs) > 0 {
@@ -154,13 +173,28 @@ func (c Change) Text() string {
 		fmt.Fprintf(&b, "%s: left alone, its overrides do not hold under this policy (fix them first): %s\n", name, c.Invalid)
 		return b.String()
 	case c.Rolls:
-		if c.Go != "" {
-			fmt.Fprintf(&b, "%s: rolls its pods once it has its go (kubectl annotate statefulset -n %s %s %s=%s --overwrite), then in its turn of the paced rollout: valkey.conf settings change\n",
-				name, c.Namespace, c.Name, config.RolloutGoAnnotation, c.Go)
-		} else {
-			fmt.Fprintf(&b, "%s: rolls its pods, in its turn of the paced rollout: valkey.conf settings change\n", name)
+		var why []string
+		if c.Settings {
+			why = append(why, "valkey.conf settings change")
 		}
-		if len(c.Removed)+len(c.Added) == 0 {
+		if c.Keys != nil {
+			why = append(why, "its pod template takes the policy's "+strings.Join(c.Keys, ", "))
+		}
+		var once []string
+		if c.Restart != "" {
+			once = append(once, "its spec.updateStrategy.type is OnDelete (it "+c.Restart+
+				" while the pods run, which cannot roll one pod at a time; then delete its pods together)")
+		}
+		if c.Go != "" {
+			once = append(once, fmt.Sprintf("it has its go (kubectl annotate statefulset -n %s %s %s=%s --overwrite)",
+				c.Namespace, c.Name, config.RolloutGoAnnotation, c.Go))
+		}
+		turn := ", in its turn of the paced rollout"
+		if len(once) > 0 {
+			turn = " once " + strings.Join(once, " and ") + ", then in its turn of the paced rollout"
+		}
+		fmt.Fprintf(&b, "%s: rolls its pods%s: %s\n", name, turn, strings.Join(why, "; "))
+		if c.Settings && len(c.Removed)+len(c.Added) == 0 {
 			b.WriteString("    (the settings its pods run with are not known: give its ConfigMap " + c.Name + "-config to see them)\n")
 		}
 		for _, l := range c.Removed {

@@ -18,7 +18,8 @@ import (
 //     this update;
 //   - TLS or auth turned on or off while the pods run, for a template that rolls
 //     them one at a time: each rolled pod could not talk to its peers (the
-//     cluster bus, or replication), and the roll would stall at the first one.
+//     cluster bus, or replication), and the roll would stall at the first one
+//     (defaults.TransportChanges).
 //
 // The settings the stored object was hardened with are defaults.StoredPolicy's.
 func validateSettingsChange(sts, old *appsv1.StatefulSet, base config.Policy, p *config.Policy) field.ErrorList {
@@ -46,13 +47,8 @@ func validateSettingsChange(sts, old *appsv1.StatefulSet, base config.Policy, p 
 	if old.Status.Replicas == 0 || !rolls {
 		return errs
 	}
-	if was.TLSEnabled() != p.TLSEnabled() {
-		errs = append(errs, field.Forbidden(changedPath(sts, old, &was, p, "tls.secretName", "tls.issuer"),
-			transportMessage("TLS", onOff(p.TLSEnabled()), "speaks TLS on the cluster bus to peers that do not, or the other way round")))
-	}
-	if was.Auth.Enabled != p.Auth.Enabled {
-		errs = append(errs, field.Forbidden(changedPath(sts, old, &was, p, "auth.enabled"),
-			transportMessage("auth", onOff(p.Auth.Enabled), "cannot replicate from a master of the other kind (one asks for a password the other does not send)")))
+	for _, t := range defaults.TransportChanges(&was, p) {
+		errs = append(errs, field.Forbidden(changedPath(sts, old, &was, p, t.Keys...), transportMessage(t.Change, t.Why)))
 	}
 	return errs
 }
@@ -81,17 +77,10 @@ func changedPath(sts, old *appsv1.StatefulSet, was, p *config.Policy, keys ...st
 	return config.KeyPath(keys[0])
 }
 
-func transportMessage(what, to, why string) string {
-	return fmt.Sprintf("turns %s %s while the pods run: rolled one at a time, the first new pod %s, and the roll stalls with it unready. "+
+func transportMessage(change, why string) string {
+	return fmt.Sprintf("%s while the pods run: rolled one at a time, the first new pod %s, and the roll stalls with it unready. "+
 		"To switch, restart every pod at once: in this same update set spec.updateStrategy.type: OnDelete, then delete all the pods together "+
 		"(they come back with their data; the cluster is unavailable until they are up), and set RollingUpdate back afterwards. "+
 		"If a policy edit made the change, keep this StatefulSet as it is by pinning the stored value with its valkey-webhook.io/ annotation",
-		what, to, why)
-}
-
-func onOff(on bool) string {
-	if on {
-		return "on"
-	}
-	return "off"
+		change, why)
 }

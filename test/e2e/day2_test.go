@@ -21,26 +21,31 @@ import (
 )
 
 // restartServe replaces the running serve by one started with args, and puts
-// back one with the suite's arguments when the spec container ends.
+// back one with the suite's arguments when the spec (or, called from BeforeAll,
+// the container) ends.
 func restartServe(args ...string) {
 	GinkgoHelper()
-	stop := func() {
-		server.Terminate()
-		Eventually(server).WithTimeout(30 * time.Second).Should(gexec.Exit(0))
-	}
+	kubeconfig := serveKubeconfig()
+	replaceServe(kubeconfig, args...)
+	DeferCleanup(func() { replaceServe(kubeconfig) })
+}
+
+// serveKubeconfig is a kubeconfig for serve, in a directory of the current node.
+func serveKubeconfig() string {
+	GinkgoHelper()
 	kubeconfig, err := cp.Kubeconfig(GinkgoT().TempDir(), "")
 	Expect(err).NotTo(HaveOccurred())
-	start := func(args ...string) {
-		var err error
-		server, readyzURL, err = cp.Serve(kubeconfig, append([]string{"--leader-elect=false"}, args...)...)
-		Expect(err).NotTo(HaveOccurred())
-	}
-	stop()
-	start(args...)
-	DeferCleanup(func() {
-		stop()
-		start()
-	})
+	return kubeconfig
+}
+
+// replaceServe stops the running serve and starts one with args.
+func replaceServe(kubeconfig string, args ...string) {
+	GinkgoHelper()
+	server.Terminate()
+	Eventually(server).WithTimeout(30 * time.Second).Should(gexec.Exit(0))
+	var err error
+	server, readyzURL, err = cp.Serve(kubeconfig, append([]string{"--leader-elect=false"}, args...)...)
+	Expect(err).NotTo(HaveOccurred())
 }
 
 // update reads the StatefulSet, changes it with f and writes it back, again on a

@@ -93,16 +93,16 @@ var _ = Describe("day 2 across a fleet: a webhook upgrade that renders the same 
 		AddReportEntry("the fleet across the upgrade", fmt.Sprintf("%d labeled StatefulSets, none changed; leader %s", len(before), leader))
 	})
 
-	It("edits the policy (cluster.nodeTimeout) and restarts serve: the fleet rolls one cluster at a time, each healthy before the next starts", func(ctx SpecContext) {
+	It("edits the policy (cluster.nodeTimeout, and startupProbe.failureThreshold, which only the pod template reads) and restarts serve: the fleet rolls one cluster at a time, each healthy before the next starts", func(ctx SpecContext) {
 		before := fleetState(ctx)
 		checksums := map[string]string{}
 		for key, s := range before {
 			checksums[key] = s.checksum
 		}
 
-		By("cluster.nodeTimeout: 6000 in the policy ConfigMap, then kubectl rollout restart deployment/valkey-webhook")
+		By("cluster.nodeTimeout: 6000 and startupProbe.failureThreshold: 40 in the policy ConfigMap, then kubectl rollout restart deployment/valkey-webhook")
 		// It stays for the rest of the suite: putting it back would roll the fleet again.
-		editPolicy(ctx, "cluster:\n  nodeTimeout: 6000\n")
+		editPolicy(ctx, "cluster:\n  nodeTimeout: 6000\nstartupProbe:\n  failureThreshold: 40\n")
 		keepWebhookLogs(ctx)
 		mustRun(ctx, "", "-n", webhookNS, "rollout", "restart", "deployment/valkey-webhook")
 
@@ -147,6 +147,18 @@ var _ = Describe("day 2 across a fleet: a webhook upgrade that renders the same 
 			Expect(cm.Data[defaults.ConfigKey]).To(ContainSubstring(variantComment), "%s: rendered by the test variant, the leader", key)
 		}
 		Expect(waitedWithEvent(ctx, checksums)).To(BeNumerically(">=", len(checksums)-1), "clusters that got a %s Event", controller.ReasonRolloutWaiting)
+		By("the same roll brought the template key: every pod runs the startup probe of the new policy")
+		for _, c := range clusters {
+			pods := &corev1.PodList{}
+			Expect(k8s.List(ctx, pods, client.InNamespace(c.ns), client.MatchingLabels{defaults.StatefulSetNameLabel: c.name})).To(Succeed())
+			Expect(pods.Items).To(HaveLen(c.pods), c.name)
+			for _, pod := range pods.Items {
+				v := defaults.FindContainer(pod.Spec.Containers, defaults.ValkeyContainer)
+				Expect(v).NotTo(BeNil(), pod.Name)
+				Expect(v.StartupProbe).NotTo(BeNil(), pod.Name)
+				Expect(v.StartupProbe.FailureThreshold).To(BeEquivalentTo(40), "%s/%s", c.ns, pod.Name)
+			}
+		}
 		for _, c := range clusters {
 			c.expectHealthy(ctx)
 			c.readKeys(ctx)
