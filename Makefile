@@ -26,23 +26,26 @@ FUZZTARGETS ?= ./webhook:FuzzAdmissionHandler ./webhook:FuzzHarden ./config:Fuzz
 # to go test's default 10, and more on a loaded machine.
 GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build test unit verify vulncheck envtest-assets golden fuzz fuzz-short demo clean node-up node-down
+.PHONY: all build test test-host unit verify vulncheck envtest-assets golden fuzz fuzz-short demo clean node-up node-down
 
 all: verify build test
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/valkey-webhook ./cmd/valkey-webhook
 
-## test: verify and vulncheck, then every test: unit, envtest, real Valkey, each fuzz
-## target for FUZZSHORT (fuzz-short), then the real node. The real-node suite runs
-## alone, after the others (its pods share the 2 cores), without -race: what it
-## tests runs in the pods, built without it. Run beside each other, test/matrix's
-## scale-down spec overran its waits (docs/real-node.md).
-test: verify vulncheck
+## test: make test-host, then the real-node suite (hack/test.sh). The real-node
+## suite runs alone, after the others (its pods share the 2 cores), without -race:
+## what it tests runs in the pods, built without it. Run beside each other, test/matrix's
+## scale-down spec overran its waits (docs/real-node.md). The node's binaries are
+## built meanwhile, in the background at the lowest CPU priority.
+test:
+	@GO='$(GO)' MAKE='$(MAKE)' hack/test.sh
+
+## test-host: verify and vulncheck, then every test but the real node's: unit,
+## envtest, real Valkey, each fuzz target for FUZZSHORT (fuzz-short).
+test-host: verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUBE_SCORE="$$(hack/kube-score.sh)" $(GO) test $(GOTESTFLAGS) ./...
 	@each='$(FUZZSHORT)'; $(fuzz_each)
-	@hack/node/build.sh > /dev/null
-	$(GO) test -tags realnode -count=1 -timeout 50m ./test/realnode
 
 ## realnode: only the real-node suite (make node-up's node, started and removed by it).
 .PHONY: realnode

@@ -34,15 +34,17 @@ tmp=$(mktemp -d "$cache_root/envtest/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 
+# CGO_ENABLED=0 and -trimpath as hack/node/build.sh builds the node's Kubernetes
+# binaries, so that the packages they share are compiled once into the build cache.
 export CGO_ENABLED=0
 log() { echo "envtest-assets: $*" >&2; }
 
 log "building etcd $etcd_version"
-(cd "$here/tools/etcd" && go build -o "$tmp/etcd" go.etcd.io/etcd/server/v3) >&2
+(cd "$here/tools/etcd" && go build -trimpath -o "$tmp/etcd" go.etcd.io/etcd/server/v3) >&2
 log "building kube-apiserver $kube_version"
-(cd "$here/tools/kube" && go build -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) >&2
+(cd "$here/tools/kube" && go build -trimpath -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver) >&2
 log "building kube-controller-manager $kube_version"
-(cd "$here/tools/kube" && go build -o "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager) >&2
+(cd "$here/tools/kube" && go build -trimpath -o "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager) >&2
 
 rm -rf "$dest"
 mv "$tmp" "$dest"
