@@ -47,6 +47,9 @@ type ClusterOptions struct {
 	// InitImage is the valkey-webhook image the cluster-init Job runs; empty means
 	// DefaultImage.
 	InitImage string
+	// InitHook makes the cluster-init Job a hook of the tool that applies the
+	// output: InitHookArgoCD, InitHookHelm, or InitHookNone (empty means none).
+	InitHook string
 }
 
 // DefaultMemory is the memory limit when --memory is not given.
@@ -180,11 +183,15 @@ func HardenedCluster(o ClusterOptions, p config.Policy) (objects []client.Object
 	if err != nil {
 		return nil, nil, err
 	}
+	job.Annotations = initHookAnnotations(o.InitHook)
 	objects = append(objects, job)
 	if np != nil {
 		objects = append(objects, initJobNetworkPolicy(job))
 	}
 	header = append(header, fmt.Sprintf("The Job %s forms the cluster once every pod answers (valkey-webhook cluster init), retrying for up to %d minutes; on a formed cluster it changes nothing.", job.Name, int(initActiveDeadline.Minutes())))
+	if h := initHookHeader(o.InitHook); h != "" {
+		header = append(header, h)
+	}
 	if namespaces != nil {
 		header = append(header, fmt.Sprintf("The NetworkPolicy %s admits it only from namespaces matching %q: the namespace it runs in must match.", np.Name, metav1.FormatLabelSelector(namespaces)))
 	}
@@ -275,9 +282,17 @@ func (o ClusterOptions) problems(p config.Policy) FlagErrors {
 // initJobProblems are the refused options of the cluster-init Job.
 func (o ClusterOptions) initJobProblems(p config.Policy) FlagErrors {
 	var errs FlagErrors
+	switch o.InitHook {
+	case "", InitHookNone, InitHookArgoCD, InitHookHelm:
+	default:
+		errs = append(errs, FlagError{"init-hook", o.InitHook, fmt.Sprintf("must be %s (an Argo CD PostSync hook), %s (a Helm post-install and post-upgrade hook) or %s (a plain Job)", InitHookArgoCD, InitHookHelm, InitHookNone)})
+	}
 	if o.NoInitJob {
 		if o.InitImage != "" {
 			errs = append(errs, FlagError{"init-image", o.InitImage, "the Job is left out (--init-job=false): give one of them"})
+		}
+		if initHookAnnotations(o.InitHook) != nil {
+			errs = append(errs, FlagError{"init-hook", o.InitHook, "the Job is left out (--init-job=false): give one of them"})
 		}
 		return errs
 	}

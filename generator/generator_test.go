@@ -440,6 +440,9 @@ func TestInitJobRefusals(t *testing.T) {
 	}{
 		{"an image with spaces", ClusterOptions{Name: "c", InitImage: "valkey webhook"}, "", []string{"init-image"}},
 		{"an image for a Job left out", ClusterOptions{Name: "c", NoInitJob: true, InitImage: "x:1"}, "", []string{"init-image"}},
+		{"an unknown hook", ClusterOptions{Name: "c", InitHook: "flux"}, "", []string{"init-hook"}},
+		{"a hook for a Job left out", ClusterOptions{Name: "c", NoInitJob: true, InitHook: InitHookHelm}, "", []string{"init-hook"}},
+		{"an unknown hook for a Job left out, said once", ClusterOptions{Name: "c", NoInitJob: true, InitHook: "flux"}, "", []string{"init-hook"}},
 		{"pods that do not divide into shards", ClusterOptions{Name: "c", Replicas: 7}, "", []string{"replicas"}},
 		{"reported with the other refusals", ClusterOptions{Name: "c", Replicas: 7, Memory: "lots"}, "", []string{"memory", "replicas"}},
 		{"a client selector no pod matches", ClusterOptions{Name: "c"}, "role,!role", []string{"init-job"}},
@@ -470,6 +473,43 @@ func TestInitJobRefusals(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestInitHook: --init-hook makes the Job the hook of the tool that applies the
+// output, and its header says when the hook runs; none, or no choice, is a
+// plain Job.
+func TestInitHook(t *testing.T) {
+	tests := []struct {
+		hook        string
+		annotations map[string]string
+		header      string
+	}{
+		{"", nil, ""},
+		{InitHookNone, nil, ""},
+		{InitHookArgoCD, map[string]string{
+			"argocd.argoproj.io/hook":               "PostSync",
+			"argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+		}, "It is an Argo CD PostSync hook"},
+		{InitHookHelm, map[string]string{
+			"helm.sh/hook":               "post-install,post-upgrade",
+			"helm.sh/hook-delete-policy": "before-hook-creation",
+		}, "It is a Helm post-install and post-upgrade hook"},
+	}
+	for _, tc := range tests {
+		t.Run("hook "+tc.hook, func(t *testing.T) {
+			job, _, _, header := hardenedJob(t, ClusterOptions{Name: "c", Namespace: "team-a", InitHook: tc.hook}, config.Default())
+			if diff := cmp.Diff(tc.annotations, job.Annotations); diff != "" {
+				t.Errorf("Job annotations (-want +got):\n%s", diff)
+			}
+			joined := strings.Join(header, "\n")
+			if tc.header == "" && strings.Contains(joined, " hook") {
+				t.Errorf("a plain Job's header speaks of a hook:\n%s", joined)
+			}
+			if !strings.Contains(joined, tc.header) {
+				t.Errorf("header lacks %q:\n%s", tc.header, joined)
+			}
+		})
+	}
 }
 
 // TestNoInitJob: --init-job=false leaves the Job out and gives the command by hand.

@@ -40,7 +40,8 @@ companion object the controller would keep beside it (ConfigMap, Services,
 PodDisruptionBudget, NetworkPolicy, Certificate), for clusters that do not run the
 webhook, and a Job that forms the cluster: it runs valkey-webhook cluster init
 (--init-image) over every pod's DNS name, retrying until the pods answer; on a
-formed cluster it changes nothing. With --init-job=false the Job is left out and a
+formed cluster it changes nothing; --init-hook argocd or helm makes it a hook that
+runs after each sync or upgrade. With --init-job=false the Job is left out and a
 comment gives the cluster init command to run instead. The password Secret is
 never printed; a comment says how to create it.
 
@@ -62,7 +63,7 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 			case noAuth:
 				c.Auth = new(bool)
 			}
-			for _, name := range []string{"init-job", "init-image"} {
+			for _, name := range []string{"init-job", "init-image", "init-hook"} {
 				if !hardened && cmd.Flags().Changed(name) {
 					return badInput(fmt.Errorf("--%s: the cluster-init Job is part of the --hardened output only: add --hardened, or leave --%s out", name, name))
 				}
@@ -110,6 +111,7 @@ Exit codes: 0 printed, 2 a flag was refused (nothing is printed).`,
 	f.BoolVar(&hardened, "hardened", false, "print the hardened StatefulSet and its companion objects, for clusters without the webhook")
 	f.BoolVar(&initJob, "init-job", true, "with --hardened: print the Job that forms the cluster (false: a comment gives the command instead)")
 	f.StringVar(&initImage, "init-image", generator.DefaultImage, "with --hardened: the valkey-webhook image the cluster-init Job runs")
+	f.StringVar(&c.InitHook, "init-hook", generator.InitHookNone, "with --hardened: make the cluster-init Job an Argo CD PostSync hook (argocd), a Helm post-install and post-upgrade hook (helm), or a plain Job (none)")
 	return cmd
 }
 

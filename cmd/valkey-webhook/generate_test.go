@@ -65,6 +65,8 @@ func TestGenerateRefusesBadFlags(t *testing.T) {
 		{[]string{"generate", "cluster", "--name", "c", "--init-job=false"}, "--init-job"},
 		{[]string{"generate", "cluster", "--name", "c", "--init-image", "registry.internal/valkey-webhook:v0.1.0"}, "--init-image"},
 		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--init-job=false", "--init-image", "registry.internal/valkey-webhook:v0.1.0"}, "--init-image"},
+		{[]string{"generate", "cluster", "--name", "c", "--init-hook", "argocd"}, "--init-hook"},
+		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--init-hook", "flux"}, "--init-hook"},
 		{[]string{"generate", "cluster", "--name", "c", "--hardened", "--replicas", "7"}, "--replicas"},
 		{[]string{"generate", "install", "--failure-policy", "Maybe"}, "--failure-policy"},
 		{[]string{"generate", "install", "--cert-mode", "vault"}, "--cert-mode"},
@@ -101,6 +103,14 @@ func TestGenerateClusterInitJob(t *testing.T) {
 	}
 	if strings.Contains(with.stdout, "# Form the cluster once every pod runs") {
 		t.Error("--hardened still tells the user to run cluster init by hand")
+	}
+
+	hook := runCLI(t, "", "generate", "cluster", "--hardened", "--name", "cache", "--namespace", "team-a", "--init-hook", "argocd")
+	if hook.code != 0 {
+		t.Fatalf("--init-hook argocd: exit %d: %s", hook.code, hook.stderr)
+	}
+	if !strings.Contains(hook.stdout, "  annotations:\n    argocd.argoproj.io/hook: PostSync\n    argocd.argoproj.io/hook-delete-policy: BeforeHookCreation\n  labels:") {
+		t.Errorf("--init-hook argocd: the Job is not annotated as a PostSync hook:\n%s", hook.stdout)
 	}
 
 	without := runCLI(t, "", "generate", "cluster", "--hardened", "--name", "cache", "--namespace", "team-a", "--init-job=false")
