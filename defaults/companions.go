@@ -156,27 +156,27 @@ func PodDisruptionBudget(sts *appsv1.StatefulSet, p *config.Policy) *policyv1.Po
 
 // NetworkPolicy admits the cluster's own pods on the client and bus ports, the
 // configured clients on the client port, and monitoring on the exporter port.
-// Policy.Validate has checked the selectors, so they parse.
+// Policy.Validate has checked the selectors, so they parse. The ports go by their
+// container port names, as the Services' target ports do: a valkey.port change
+// then admits each pod at the port it runs with, the pods not rolled yet too
+// (the validating webhook denies a template that names them otherwise).
 func NetworkPolicy(sts *appsv1.StatefulSet, p *config.Policy) *networkingv1.NetworkPolicy {
 	own := podSelector(sts)
-	port := func(n int) networkingv1.NetworkPolicyPort {
-		return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(int32(n)))}
-	}
 	np := p.NetworkPolicy
 	rules := []networkingv1.NetworkPolicyIngressRule{
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: own}},
-			Ports: []networkingv1.NetworkPolicyPort{port(p.Valkey.Port), port(p.Valkey.Port + BusPortOffset)},
+			Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName), namedPort(BusPortName)},
 		},
 		{
 			From:  []networkingv1.NetworkPolicyPeer{peer(np.ClientPodSelector, np.ClientNamespaceSelector)},
-			Ports: []networkingv1.NetworkPolicyPort{port(p.Valkey.Port)},
+			Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName)},
 		},
 	}
 	if p.Metrics.Enabled {
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
 			From:  []networkingv1.NetworkPolicyPeer{monitoringPeer(np.MonitoringPodSelector, np.MonitoringNamespaceSelector)},
-			Ports: []networkingv1.NetworkPolicyPort{port(p.Metrics.Port)},
+			Ports: []networkingv1.NetworkPolicyPort{namedPort(MetricsPortName)},
 		})
 	}
 	return &networkingv1.NetworkPolicy{
@@ -196,16 +196,21 @@ func WebhookPodLabels() map[string]string {
 	return map[string]string{"app.kubernetes.io/name": "valkey-webhook"}
 }
 
+// namedPort is a NetworkPolicy port: TCP to the container port of that name.
+func namedPort(name string) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString(name))}
+}
+
 // AdmitController adds to a NetworkPolicy the rule that lets the valkey-webhook
 // pods in namespace reach the client port: the lifecycle controller forms and
 // heals the cluster through it.
-func AdmitController(np *networkingv1.NetworkPolicy, p *config.Policy, namespace string) {
+func AdmitController(np *networkingv1.NetworkPolicy, namespace string) {
 	np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
 		From: []networkingv1.NetworkPolicyPeer{{
 			PodSelector:       &metav1.LabelSelector{MatchLabels: WebhookPodLabels()},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
 		}},
-		Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromInt32(int32(p.Valkey.Port)))}},
+		Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName)},
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -396,7 +397,7 @@ func TestInitJobAdmittedByNetworkPolicy(t *testing.T) {
 			if own.Matches(labels.Set(got)) {
 				t.Errorf("the Job's pod %v is selected as one of the cluster's own pods", got)
 			}
-			if !admitsToPort(t, np, got, 6379) {
+			if !admitsToPort(t, np, got, corev1.ContainerPort{Name: defaults.ClientPortName, ContainerPort: 6379}) {
 				t.Errorf("the NetworkPolicy does not admit the Job's pod %v to port 6379:\n%+v", got, np.Spec.Ingress)
 			}
 			if joined := strings.Join(header, "\n"); !strings.Contains(joined, tc.wantHeader) {
@@ -407,13 +408,14 @@ func TestInitJobAdmittedByNetworkPolicy(t *testing.T) {
 }
 
 // admitsToPort evaluates np's ingress rules for a pod of the policy's namespace with
-// podLabels; a namespace selector is taken to match (the header says it must).
-func admitsToPort(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, port int) bool {
+// podLabels, to the cluster pods' container port, by its number or its name; a
+// namespace selector is taken to match (the header says it must).
+func admitsToPort(t *testing.T, np *networkingv1.NetworkPolicy, podLabels map[string]string, port corev1.ContainerPort) bool {
 	t.Helper()
 	for _, rule := range np.Spec.Ingress {
 		portOK := false
 		for _, pp := range rule.Ports {
-			portOK = portOK || pp.Port.IntValue() == port
+			portOK = portOK || pp.Port.IntValue() == int(port.ContainerPort) || pp.Port.Type == intstr.String && pp.Port.StrVal == port.Name
 		}
 		if !portOK {
 			continue

@@ -3,6 +3,7 @@ package webhook
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -261,4 +262,46 @@ func replicasOf(sts *appsv1.StatefulSet) int32 {
 		return 1 // the API server's default
 	}
 	return *sts.Spec.Replicas
+}
+
+// validatePortNames denies a Valkey or exporter port that goes by another name
+// than the one the companion objects reach it by, or that name on another number:
+// the Services' target ports and the NetworkPolicy's ports name them, so that a
+// valkey.port change reaches each pod at the port it runs with, mid-roll too, and
+// a port under another name would get no traffic at all. A port that is absent is
+// not denied: the mutation adds it.
+func validatePortNames(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) field.ErrorList {
+	type named struct {
+		container, name, what string
+		port                  int
+	}
+	want := []named{
+		{defaults.ValkeyContainer, defaults.ClientPortName, "Valkey's client port (valkey.port)", p.Valkey.Port},
+		{defaults.ValkeyContainer, defaults.BusPortName, "the cluster bus port (valkey.port + 10000)", p.Valkey.Port + defaults.BusPortOffset},
+	}
+	if p.Metrics.Enabled {
+		want = append(want, named{defaults.MetricsContainer, defaults.MetricsPortName, "the exporter's port (metrics.port)", p.Metrics.Port})
+	}
+	var errs field.ErrorList
+	containers := sts.Spec.Template.Spec.Containers
+	for _, w := range want {
+		i := slices.IndexFunc(containers, func(c corev1.Container) bool { return c.Name == w.container })
+		if i < 0 {
+			continue
+		}
+		portsPath := path.Child("template", "spec", "containers").Index(i).Child("ports")
+		for j, cp := range containers[i].Ports {
+			switch {
+			case cp.ContainerPort == int32(w.port) && cp.Name != w.name:
+				errs = append(errs, field.Invalid(portsPath.Index(j).Child("name"), cp.Name, fmt.Sprintf(
+					"port %d is %s: name it %q, by which the companion Services and NetworkPolicy reach it, or leave the port out: the webhook adds it",
+					w.port, w.what, w.name)))
+			case cp.Name == w.name && cp.ContainerPort != int32(w.port):
+				errs = append(errs, field.Invalid(portsPath.Index(j).Child("containerPort"), cp.ContainerPort, fmt.Sprintf(
+					"the port named %q must be %d, %s, on which the container listens: set %d, or leave the port out: the webhook adds it",
+					w.name, w.port, w.what, w.port)))
+			}
+		}
+	}
+	return errs
 }

@@ -183,6 +183,11 @@ func (w *stsWrapper) ClaimTemplate(name string) *stsWrapper {
 	return w
 }
 
+func (w *stsWrapper) Ports(ports ...corev1.ContainerPort) *stsWrapper {
+	w.valkey().Ports = ports
+	return w
+}
+
 func (w *stsWrapper) MaxUnavailable(v intstr.IntOrString) *stsWrapper {
 	w.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
 		Type:          appsv1.RollingUpdateStatefulSetStrategyType,
@@ -587,6 +592,38 @@ func TestValidate(t *testing.T) {
 		{
 			name: "maxUnavailable 10% of 6 rounds up to 1",
 			sts:  makeSTS("cache").MaxUnavailable(intstr.FromString("10%")).Obj(),
+		},
+
+		// Port names.
+		{
+			name: "the client and bus ports by their names",
+			sts:  makeSTS("cache").Ports(corev1.ContainerPort{Name: "valkey", ContainerPort: 6379}, corev1.ContainerPort{Name: "cluster-bus", ContainerPort: 16379}, corev1.ContainerPort{Name: "debug", ContainerPort: 9000}).Obj(),
+		},
+		{
+			name:    "the client port under another name",
+			sts:     makeSTS("cache").Ports(corev1.ContainerPort{Name: "redis", ContainerPort: 6379}).Obj(),
+			wantErr: field.ErrorList{field.Invalid(containersPath.Index(0).Child("ports").Index(0).Child("name"), "redis", "")},
+		},
+		{
+			name:    "the client port's name on another number",
+			sts:     makeSTS("cache").Ports(corev1.ContainerPort{Name: "valkey", ContainerPort: 7000}).Obj(),
+			wantErr: field.ErrorList{field.Invalid(containersPath.Index(0).Child("ports").Index(0).Child("containerPort"), int32(7000), "")},
+		},
+		{
+			name:    "the bus port unnamed, the client port at valkey.port 7000",
+			sts:     makeSTS("cache").Annotation("valkey-webhook.io/valkey.port", "7000").Ports(corev1.ContainerPort{Name: "valkey", ContainerPort: 7000}, corev1.ContainerPort{ContainerPort: 17000}).Obj(),
+			wantErr: field.ErrorList{field.Invalid(containersPath.Index(0).Child("ports").Index(1).Child("name"), "", "")},
+		},
+		{
+			name: "the exporter's port under another name",
+			sts: makeSTS("cache").Container(corev1.Container{Name: defaults.MetricsContainer, Image: "exporter:1",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9121}}}).Obj(),
+			wantErr: field.ErrorList{field.Invalid(containersPath.Index(1).Child("ports").Index(0).Child("name"), "http", "")},
+		},
+		{
+			name: "the exporter's port under another name, metrics off",
+			sts: makeSTS("cache").Annotation("valkey-webhook.io/metrics.enabled", "false").Container(corev1.Container{Name: defaults.MetricsContainer, Image: "exporter:1",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9121}}}).Obj(),
 		},
 
 		// Annotations.

@@ -60,6 +60,7 @@ func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList
 	errs = append(errs, validateMaxmemory(sts, &p, specPath)...)
 	errs = append(errs, validateNoLiteralPassword(sts, specPath)...)
 	errs = append(errs, validateRollingUpdate(sts, specPath)...)
+	errs = append(errs, validatePortNames(sts, &p, specPath)...)
 	if old != nil && settingsValid {
 		errs = append(errs, validateSettingsChange(sts, old, base, &p)...)
 	}

@@ -139,18 +139,18 @@ var _ = Describe("Companion objects", func() {
 		Expect(np.Spec.Ingress).To(HaveLen(4))
 		Expect(np.Spec.Ingress[0].From).To(ConsistOf(HaveField("PodSelector.MatchLabels", map[string]string{"app": "cache"})))
 		Expect(np.Spec.Ingress[0].Ports).To(ConsistOf(
-			HaveField("Port", ptr.To(intstr.FromInt32(6379))), HaveField("Port", ptr.To(intstr.FromInt32(16379)))))
+			HaveField("Port", ptr.To(intstr.FromString("valkey"))), HaveField("Port", ptr.To(intstr.FromString("cluster-bus")))))
 		Expect(np.Spec.Ingress[1].From).To(ConsistOf(And(
 			HaveField("PodSelector", Equal(&metav1.LabelSelector{})),
 			HaveField("NamespaceSelector", BeNil()))), "clients: every pod of the own namespace")
-		Expect(np.Spec.Ingress[1].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(6379)))))
+		Expect(np.Spec.Ingress[1].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromString("valkey")))))
 		Expect(np.Spec.Ingress[2].From).To(ConsistOf(HaveField("NamespaceSelector.MatchLabels", map[string]string{"kubernetes.io/metadata.name": "monitoring"})))
-		Expect(np.Spec.Ingress[2].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(9121)))))
+		Expect(np.Spec.Ingress[2].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromString("metrics")))))
 		Expect(np.Spec.Ingress[3].From).To(ConsistOf(And(
 			HaveField("PodSelector.MatchLabels", map[string]string{"app.kubernetes.io/name": "valkey-webhook"}),
 			HaveField("NamespaceSelector.MatchLabels", map[string]string{"kubernetes.io/metadata.name": "valkey-webhook-system"}))),
 			"the lifecycle controller, from serve's namespace")
-		Expect(np.Spec.Ingress[3].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromInt32(6379)))))
+		Expect(np.Spec.Ingress[3].Ports).To(ConsistOf(HaveField("Port", ptr.To(intstr.FromString("valkey")))))
 
 		secret := &corev1.Secret{}
 		Eventually(fetch(ctx, secret, "cache-auth")).WithTimeout(timeout).WithPolling(poll).Should(
