@@ -202,7 +202,7 @@ func companions(sts *appsv1.StatefulSet, p *config.Policy, conf string, certMana
 			continue
 		}
 		if np, ok := c.Want.(*networkingv1.NetworkPolicy); ok && controllerNamespace != "" {
-			defaults.AdmitController(np, controllerNamespace)
+			defaults.AdmitController(np, sts, p, controllerNamespace)
 		}
 		out = append(out, c)
 	}

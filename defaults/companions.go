@@ -102,11 +102,11 @@ func PodDNSName(sts *appsv1.StatefulSet, p *config.Policy, pod, namespace string
 // the pods are ready so that the cluster can form.
 func HeadlessService(sts *appsv1.StatefulSet, p *config.Policy) *corev1.Service {
 	ports := []corev1.ServicePort{
-		servicePort(ClientPortName, p.Valkey.Port),
-		servicePort(BusPortName, p.Valkey.Port+BusPortOffset),
+		servicePort(sts, ValkeyContainer, ClientPortName, p.Valkey.Port),
+		servicePort(sts, ValkeyContainer, BusPortName, p.Valkey.Port+BusPortOffset),
 	}
 	if p.Metrics.Enabled {
-		ports = append(ports, servicePort(MetricsPortName, p.Metrics.Port))
+		ports = append(ports, servicePort(sts, MetricsContainer, MetricsPortName, p.Metrics.Port))
 	}
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -128,13 +128,30 @@ func ClientService(sts *appsv1.StatefulSet, p *config.Policy) *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeClusterIP,
 			Selector: podSelector(sts).MatchLabels,
-			Ports:    []corev1.ServicePort{servicePort(ClientPortName, p.Valkey.Port)},
+			Ports:    []corev1.ServicePort{servicePort(sts, ValkeyContainer, ClientPortName, p.Valkey.Port)},
 		},
 	}
 }
 
-func servicePort(name string, port int) corev1.ServicePort {
-	return corev1.ServicePort{Name: name, Port: int32(port), TargetPort: intstr.FromString(name), Protocol: corev1.ProtocolTCP}
+func servicePort(sts *appsv1.StatefulSet, container, name string, port int) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: int32(port), TargetPort: podPort(sts, container, name, port), Protocol: corev1.ProtocolTCP}
+}
+
+// podPort is how the Services and the NetworkPolicy reach a port of the pods: by
+// its name when the template's container names it so, which a valkey.port edit
+// needs (each pod is reached at the port it runs with, mid-roll too); by its
+// number for a template that names it otherwise, which the validating webhook
+// denies but an earlier release admitted: reaching it by a name no pod has would
+// cut its traffic on the upgrade.
+func podPort(sts *appsv1.StatefulSet, container, name string, number int) intstr.IntOrString {
+	if c := FindContainer(sts.Spec.Template.Spec.Containers, container); c != nil {
+		for _, cp := range c.Ports {
+			if cp.Name == name {
+				return intstr.FromString(name)
+			}
+		}
+	}
+	return intstr.FromInt32(int32(number))
 }
 
 // PodDisruptionBudget lets voluntary disruptions take maxUnavailable pods at a
@@ -156,27 +173,26 @@ func PodDisruptionBudget(sts *appsv1.StatefulSet, p *config.Policy) *policyv1.Po
 
 // NetworkPolicy admits the cluster's own pods on the client and bus ports, the
 // configured clients on the client port, and monitoring on the exporter port.
-// Policy.Validate has checked the selectors, so they parse. The ports go by their
-// container port names, as the Services' target ports do: a valkey.port change
-// then admits each pod at the port it runs with, the pods not rolled yet too
-// (the validating webhook denies a template that names them otherwise).
+// Policy.Validate has checked the selectors, so they parse. The ports are the
+// Services' target ports (podPort).
 func NetworkPolicy(sts *appsv1.StatefulSet, p *config.Policy) *networkingv1.NetworkPolicy {
 	own := podSelector(sts)
+	client := policyPort(sts, ValkeyContainer, ClientPortName, p.Valkey.Port)
 	np := p.NetworkPolicy
 	rules := []networkingv1.NetworkPolicyIngressRule{
 		{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: own}},
-			Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName), namedPort(BusPortName)},
+			Ports: []networkingv1.NetworkPolicyPort{client, policyPort(sts, ValkeyContainer, BusPortName, p.Valkey.Port+BusPortOffset)},
 		},
 		{
 			From:  []networkingv1.NetworkPolicyPeer{peer(np.ClientPodSelector, np.ClientNamespaceSelector)},
-			Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName)},
+			Ports: []networkingv1.NetworkPolicyPort{client},
 		},
 	}
 	if p.Metrics.Enabled {
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
 			From:  []networkingv1.NetworkPolicyPeer{monitoringPeer(np.MonitoringPodSelector, np.MonitoringNamespaceSelector)},
-			Ports: []networkingv1.NetworkPolicyPort{namedPort(MetricsPortName)},
+			Ports: []networkingv1.NetworkPolicyPort{policyPort(sts, MetricsContainer, MetricsPortName, p.Metrics.Port)},
 		})
 	}
 	return &networkingv1.NetworkPolicy{
@@ -196,21 +212,21 @@ func WebhookPodLabels() map[string]string {
 	return map[string]string{"app.kubernetes.io/name": "valkey-webhook"}
 }
 
-// namedPort is a NetworkPolicy port: TCP to the container port of that name.
-func namedPort(name string) networkingv1.NetworkPolicyPort {
-	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(intstr.FromString(name))}
+// policyPort is a NetworkPolicy port: TCP to podPort.
+func policyPort(sts *appsv1.StatefulSet, container, name string, number int) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(podPort(sts, container, name, number))}
 }
 
 // AdmitController adds to a NetworkPolicy the rule that lets the valkey-webhook
 // pods in namespace reach the client port: the lifecycle controller forms and
 // heals the cluster through it.
-func AdmitController(np *networkingv1.NetworkPolicy, namespace string) {
+func AdmitController(np *networkingv1.NetworkPolicy, sts *appsv1.StatefulSet, p *config.Policy, namespace string) {
 	np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
 		From: []networkingv1.NetworkPolicyPeer{{
 			PodSelector:       &metav1.LabelSelector{MatchLabels: WebhookPodLabels()},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
 		}},
-		Ports: []networkingv1.NetworkPolicyPort{namedPort(ClientPortName)},
+		Ports: []networkingv1.NetworkPolicyPort{policyPort(sts, ValkeyContainer, ClientPortName, p.Valkey.Port)},
 	})
 }
 
