@@ -49,6 +49,12 @@ func RunsValkeyCluster(sts *appsv1.StatefulSet) (container string, ok bool) {
 // cluster must opt in so that it is hardened. Per enforcement.unlabeled it denies,
 // warns or does nothing.
 func Enforce(sts *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []string) {
+	errs, warnings := enforce(sts, p)
+	return errs, texts(warnings)
+}
+
+// enforce is Enforce, its error and warning under the rule "unlabeled".
+func enforce(sts *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []ruleWarning) {
 	if defaults.IsLabeled(sts) || p.Enforcement.Unlabeled == config.EnforceOff {
 		return nil, nil
 	}
@@ -60,13 +66,13 @@ func Enforce(sts *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []strin
 	detail := fmt.Sprintf("container %q runs Valkey in cluster mode; label the StatefulSet %s=%s so that valkey-webhook hardens it (policy enforcement.unlabeled is %q)",
 		container, defaults.ClusterLabel, defaults.ClusterLabelEnabled, p.Enforcement.Unlabeled)
 	if p.Enforcement.Unlabeled == config.EnforceDeny {
-		return field.ErrorList{field.Required(path, detail)}, nil
+		return field.ErrorList{field.Required(path, detail).WithOrigin("unlabeled")}, nil
 	}
-	return nil, []string{path.String() + ": " + detail}
+	return nil, []ruleWarning{{"unlabeled", path.String() + ": " + detail}}
 }
 
 // enforceUpdate is Enforce of an UPDATE: the stored object does not change what
 // the new one is checked for (the ratchet compares the two).
-func enforceUpdate(sts, _ *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []string) {
-	return Enforce(sts, p)
+func enforceUpdate(sts, _ *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []ruleWarning) {
+	return enforce(sts, p)
 }

@@ -62,10 +62,12 @@ func (m *Mutator) Default(ctx context.Context, sts *appsv1.StatefulSet) error {
 // admission.Validator: CREATE runs the check on the new object; UPDATE runs it on
 // both and refuses only what the update brings (ratchet), and never an update of
 // an object being deleted; DELETE is always allowed. checkUpdate is the check of
-// an UPDATE's new object given the stored one.
+// an UPDATE's new object given the stored one. webhook names it in the metrics
+// of its denials and warnings, counted by rule.
 type ruleValidator struct {
-	check       func(*appsv1.StatefulSet, config.Policy) (field.ErrorList, []string)
-	checkUpdate func(sts, old *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []string)
+	webhook     string
+	check       func(*appsv1.StatefulSet, config.Policy) (field.ErrorList, []ruleWarning)
+	checkUpdate func(sts, old *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []ruleWarning)
 	p           config.Policy
 }
 
@@ -74,7 +76,8 @@ var _ admission.Validator[*appsv1.StatefulSet] = ruleValidator{}
 // ValidateCreate runs the check.
 func (v ruleValidator) ValidateCreate(_ context.Context, sts *appsv1.StatefulSet) (admission.Warnings, error) {
 	errs, warnings := v.check(sts, v.p)
-	return warnings, invalid(sts.Name, errs)
+	countRules(v.webhook, errs, warnings)
+	return texts(warnings), invalid(sts.Name, errs)
 }
 
 // ValidateUpdate refuses only the errors the update brings: those the stored
@@ -84,12 +87,14 @@ func (v ruleValidator) ValidateUpdate(_ context.Context, old, sts *appsv1.Statef
 		return nil, nil
 	}
 	errs, warnings := v.checkUpdate(sts, old, v.p)
-	if len(errs) == 0 {
-		return warnings, nil
+	if len(errs) > 0 {
+		stored, _ := v.checkUpdate(old, old, v.p)
+		var carried []ruleWarning
+		errs, carried = ratchet(errs, stored)
+		warnings = append(warnings, carried...)
 	}
-	stored, _ := v.checkUpdate(old, old, v.p)
-	errs, carried := ratchet(errs, stored)
-	return append(warnings, carried...), invalid(sts.Name, errs)
+	countRules(v.webhook, errs, warnings)
+	return texts(warnings), invalid(sts.Name, errs)
 }
 
 // ValidateDelete allows every delete.
@@ -102,10 +107,13 @@ func (v ruleValidator) ValidateDelete(context.Context, *appsv1.StatefulSet) (adm
 // `serve` adds the scale guard (ServeHandlers).
 func Handlers(scheme *runtime.Scheme, p config.Policy) map[string]*admission.Webhook {
 	decoder := admission.NewDecoder(scheme)
+	validateCreate := func(sts *appsv1.StatefulSet, p config.Policy) (field.ErrorList, []ruleWarning) {
+		return validate(sts, nil, p)
+	}
 	return map[string]*admission.Webhook{
-		MutatePath:   guarded(mutating(decoder, p)),
-		ValidatePath: guarded(admission.WithValidator(scheme, ruleValidator{check: Validate, checkUpdate: validate, p: p})),
-		EnforcePath:  guarded(admission.WithValidator(scheme, ruleValidator{check: Enforce, checkUpdate: enforceUpdate, p: p})),
+		MutatePath:   guarded("mutate", mutating(decoder, p)),
+		ValidatePath: guarded("validate", admission.WithValidator(scheme, ruleValidator{webhook: "validate", check: validateCreate, checkUpdate: validate, p: p})),
+		EnforcePath:  guarded("enforce", admission.WithValidator(scheme, ruleValidator{webhook: "enforce", check: enforce, checkUpdate: enforceUpdate, p: p})),
 	}
 }
 
@@ -124,9 +132,10 @@ func mutating(decoder admission.Decoder, p config.Policy) *admission.Webhook {
 	return &admission.Webhook{Handler: &mutatingHandler{mutator: &Mutator{Policy: p, Decoder: decoder}}}
 }
 
-// guarded puts statefulSetsOnly in front of a webhook's handler.
-func guarded(wh *admission.Webhook) *admission.Webhook {
-	wh.Handler = statefulSetsOnly(wh.Handler)
+// guarded puts statefulSetsOnly in front of a webhook's handler, and counts its
+// answers under the name webhook (counted).
+func guarded(webhook string, wh *admission.Webhook) *admission.Webhook {
+	wh.Handler = counted(webhook, statefulSetsOnly(wh.Handler))
 	wh.WithContextFunc = withReviewVersion
 	return wh
 }

@@ -19,7 +19,9 @@ import (
 )
 
 // ignoreDetail compares field errors by type, path and value, not by message.
-var ignoreDetail = cmpopts.IgnoreFields(field.Error{}, "Detail")
+// ignoreDetail compares errors by type, field and value: the texts are checked
+// where they are the point, the rules (Origin) by TestRuleOrigins.
+var ignoreDetail = cmpopts.IgnoreFields(field.Error{}, "Detail", "Origin")
 
 // stsWrapper builds test StatefulSets fluently: makeSTS("cache").Replicas(7).Obj().
 type stsWrapper struct{ appsv1.StatefulSet }

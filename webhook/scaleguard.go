@@ -36,7 +36,7 @@ type scaleGuard struct {
 
 func scaleGuardWebhook(scheme *runtime.Scheme, p config.Policy, reader, apiReader client.Reader) *admission.Webhook {
 	g := &scaleGuard{decoder: admission.NewDecoder(scheme), policy: p, reader: reader, apiReader: apiReader, budget: scaleguard.Budget}
-	return &admission.Webhook{Handler: g, WithContextFunc: withReviewVersion}
+	return &admission.Webhook{Handler: counted("scaleguard", g), WithContextFunc: withReviewVersion}
 }
 
 // isScale reports whether a request is for the scale subresource of a
@@ -122,7 +122,8 @@ func (g *scaleGuard) handleScale(ctx context.Context, req admission.Request) adm
 	p, _ := config.Effective(g.policy, sts.Annotations, defaults.AnnotationsPath)
 	scaled := sts.DeepCopy()
 	scaled.Spec.Replicas = &to
-	if errs := validateReplicas(scaled, &p, field.NewPath("spec")); len(errs) > 0 {
+	if errs := validateReplicas(scaled, &p, field.NewPath("spec")).WithOrigin("replicas"); len(errs) > 0 {
+		countRules("scaleguard", errs, nil)
 		return errorsResponse(req.Name, errs, nil)
 	}
 	sts.Spec.Replicas = &from
@@ -155,10 +156,17 @@ func (g *scaleGuard) guard(ctx context.Context, stored *appsv1.StatefulSet, anno
 // verdictResponse turns a verdict into the webhook's answer: a denial is the 422
 // Invalid error at spec.replicas.
 func verdictResponse(name string, v scaleguard.Verdict) admission.Response {
+	warnings := make([]ruleWarning, len(v.Warnings))
+	for i, w := range v.Warnings {
+		warnings[i] = ruleWarning{"scaleGuard", w}
+	}
 	if v.Allowed {
+		countRules("scaleguard", nil, warnings)
 		return admission.Allowed("").WithWarnings(v.Warnings...)
 	}
-	return errorsResponse(name, field.ErrorList{field.Forbidden(scaleguard.ReplicasPath, v.Denial)}, v.Warnings)
+	errs := field.ErrorList{field.Forbidden(scaleguard.ReplicasPath, v.Denial).WithOrigin("scaleGuard")}
+	countRules("scaleguard", errs, warnings)
+	return errorsResponse(name, errs, v.Warnings)
 }
 
 // errorsResponse denies with a 422 Invalid status naming each field, as the API

@@ -37,14 +37,16 @@ func Mutate(sts, old *appsv1.StatefulSet, base config.Policy) error {
 // is the scale guard (scaleguard.go), which serve runs and the offline commands
 // cannot.
 func Validate(sts *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
-	return validate(sts, nil, base)
+	errs, warnings := validate(sts, nil, base)
+	return errs, texts(warnings)
 }
 
 // validate is Validate, and of an UPDATE when old is set: unknown
 // valkey-webhook.io/ keys that the stored object already carries are warned
 // about, not refused, and a change of settings that cannot reach the stored
-// object in place is refused (validateSettingsChange).
-func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []string) {
+// object in place is refused (validateSettingsChange). Each error's Origin is
+// its rule, the label by which valkey_webhook_admission_denials_total counts it.
+func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList, []ruleWarning) {
 	if !defaults.IsLabeled(sts) {
 		return nil, nil
 	}
@@ -53,20 +55,21 @@ func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList
 		annotations, inherited = config.WithoutInheritedUnknown(sts.Annotations, old.Annotations)
 	}
 	p, errs := config.Effective(base, annotations, defaults.AnnotationsPath)
+	errs = errs.WithOrigin("annotations")
 	settingsValid := len(errs) == 0
-	errs = append(errs, validateReplicas(sts, &p, specPath)...)
-	errs = append(errs, validateDataVolume(sts, &p, specPath)...)
-	errs = append(errs, validatePodSecurity(sts, specPath)...)
-	errs = append(errs, validateMaxmemory(sts, &p, specPath)...)
-	errs = append(errs, validateNoLiteralPassword(sts, specPath)...)
-	errs = append(errs, validateRollingUpdate(sts, specPath)...)
-	errs = append(errs, validatePortNames(sts, &p, specPath)...)
+	errs = append(errs, validateReplicas(sts, &p, specPath).WithOrigin("replicas")...)
+	errs = append(errs, validateDataVolume(sts, &p, specPath).WithOrigin("dataVolume")...)
+	errs = append(errs, validatePodSecurity(sts, specPath).WithOrigin("podSecurity")...)
+	errs = append(errs, validateMaxmemory(sts, &p, specPath).WithOrigin("maxmemory")...)
+	errs = append(errs, validateNoLiteralPassword(sts, specPath).WithOrigin("literalPassword")...)
+	errs = append(errs, validateRollingUpdate(sts, specPath).WithOrigin("rollingUpdate")...)
+	errs = append(errs, validatePortNames(sts, &p, specPath).WithOrigin("portNames")...)
 	if old != nil && settingsValid {
-		errs = append(errs, validateSettingsChange(sts, old, base, &p)...)
+		errs = append(errs, validateSettingsChange(sts, old, base, &p).WithOrigin("settingsChange")...)
 	}
 	warnings := statefulSetWarnings(sts, &p, specPath)
 	for _, name := range inherited {
-		warnings = append(warnings, fmt.Sprintf("%s: unknown key, kept from the stored object and ignored: remove it (the known keys are in the README, The policy)", defaults.AnnotationsPath.Key(name)))
+		warnings = append(warnings, ruleWarning{"unknownKey", fmt.Sprintf("%s: unknown key, kept from the stored object and ignored: remove it (the known keys are in the README, The policy)", defaults.AnnotationsPath.Key(name))})
 	}
 	return errs, warnings
 }
@@ -76,12 +79,12 @@ func validate(sts, old *appsv1.StatefulSet, base config.Policy) (field.ErrorList
 // field and value: a policy tightened under it, or a rule added by a release),
 // which are turned into warnings, as the API server ratchets its own validation:
 // an update is never refused for what it did not change.
-func ratchet(errs, stored field.ErrorList) (field.ErrorList, []string) {
+func ratchet(errs, stored field.ErrorList) (field.ErrorList, []ruleWarning) {
 	var refused field.ErrorList
-	var warnings []string
+	var warnings []ruleWarning
 	for _, e := range errs {
 		if slices.ContainsFunc(stored, func(o *field.Error) bool { return sameError(e, o) }) {
-			warnings = append(warnings, fmt.Sprintf("%s (the stored object breaks this rule already: allowed on UPDATE, fix it when you can)", e.Error()))
+			warnings = append(warnings, ruleWarning{e.Origin, fmt.Sprintf("%s (the stored object breaks this rule already: allowed on UPDATE, fix it when you can)", e.Error())})
 			continue
 		}
 		refused = append(refused, e)

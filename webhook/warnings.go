@@ -25,33 +25,48 @@ const (
 // CLUSTER FAILOVER waits up to 5 s for the replica to catch up.
 const minHandover = 5
 
+// ruleWarning is an admission warning and the rule that gave it, by which
+// valkey_webhook_admission_warnings_total counts it.
+type ruleWarning struct {
+	rule, text string
+}
+
+// texts are the warnings as the API server hands them to the client.
+func texts(ws []ruleWarning) []string {
+	var out []string
+	for _, w := range ws {
+		out = append(out, w.text)
+	}
+	return out
+}
+
 // statefulSetWarnings returns the admission warnings for a labeled StatefulSet:
 // things that are allowed but probably not what the team wants.
-func statefulSetWarnings(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) []string {
-	var out []string
-	warn := func(at *field.Path, format string, args ...any) {
-		out = append(out, at.String()+": "+fmt.Sprintf(format, args...))
+func statefulSetWarnings(sts *appsv1.StatefulSet, p *config.Policy, path *field.Path) []ruleWarning {
+	var out []ruleWarning
+	warn := func(rule string, at *field.Path, format string, args ...any) {
+		out = append(out, ruleWarning{rule, at.String() + ": " + fmt.Sprintf(format, args...)})
 	}
 	spec := &sts.Spec.Template.Spec
 	containers := path.Child("template", "spec", "containers")
 	if i := defaults.ValkeyContainerIndex(spec); i >= 0 {
 		if _, ok := defaults.MemoryLimit(sts); !ok && p.Valkey.Maxmemory == "" {
-			warn(containers.Index(i).Child("resources", "limits").Key(string(corev1.ResourceMemory)), warnNoMemoryLimit)
+			warn("memoryLimit", containers.Index(i).Child("resources", "limits").Key(string(corev1.ResourceMemory)), warnNoMemoryLimit)
 		}
 	}
 	for i, c := range spec.Containers {
 		if mutableTag(c.Image) {
-			warn(containers.Index(i).Child("image"), warnMutableTag, c.Image)
+			warn("imageTag", containers.Index(i).Child("image"), warnMutableTag, c.Image)
 		}
 	}
 	if r := int(replicasOf(sts)); r%p.ShardSize() != 0 {
-		warn(path.Child("replicas"), warnShardSize, r, p.ShardSize(), p.Cluster.ReplicasPerMaster)
+		warn("shardSize", path.Child("replicas"), warnShardSize, r, p.ShardSize(), p.Cluster.ReplicasPerMaster)
 	}
 	if sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-		warn(path.Child("updateStrategy", "type"), warnOnDelete)
+		warn("onDelete", path.Child("updateStrategy", "type"), warnOnDelete)
 	}
 	if grace := spec.TerminationGracePeriodSeconds; grace != nil && defaults.HandoverSeconds(grace) < minHandover {
-		warn(path.Child("template", "spec", "terminationGracePeriodSeconds"), warnShortGrace,
+		warn("gracePeriod", path.Child("template", "spec", "terminationGracePeriodSeconds"), warnShortGrace,
 			*grace, defaults.HandoverSeconds(grace), defaults.ShutdownReserve, defaults.ShutdownReserve+minHandover)
 	}
 	return out
