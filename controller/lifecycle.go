@@ -89,6 +89,8 @@ type LifecycleReconciler struct {
 	// reloads counts the looks that found a node behind the TLS Secret's
 	// certificate.
 	reloads reloadTracker
+	// states are the clusters' last states, for valkey_webhook_clusters.
+	states stateTracker
 }
 
 // Reconcile looks at one StatefulSet's cluster and takes the next step.
@@ -98,11 +100,13 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.reloads.forget(req.NamespacedName)
+			r.states.forget(req.NamespacedName)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sts.DeletionTimestamp.IsZero() || !defaults.IsLabeled(sts) {
 		r.reloads.forget(req.NamespacedName)
+		r.states.forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
 	p, errs := config.Effective(r.Policy, sts.Annotations, field.NewPath("metadata", "annotations"))
@@ -116,6 +120,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if waiting != "" {
 		logger.V(1).Info("waiting for the pods", "reason", waiting)
+		r.states.set(req.NamespacedName, "pending")
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 	opts, waiting, err := podcluster.Options(ctx, r.APIReader, sts, &p, r.Timeout)
@@ -124,6 +129,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if waiting != "" {
 		logger.Info("waiting for a Secret", "reason", waiting)
+		r.states.set(req.NamespacedName, "pending")
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 
@@ -134,6 +140,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, err
 	}
 	next, why := nextStep(report)
+	r.states.set(req.NamespacedName, stepStates[next])
 	logger.V(1).Info("cluster status", "state", report.State, "slots", report.SlotsCovered, "next", next.String(), "why", why)
 	switch next {
 	case stepNone:
@@ -194,18 +201,23 @@ func (r *LifecycleReconciler) act(ctx context.Context, sts *appsv1.StatefulSet, 
 	logger.Info("running cluster "+op, "why", why)
 	start := time.Now()
 	res, err := run()
-	took := time.Since(start).Round(100 * time.Millisecond)
+	elapsed := time.Since(start)
+	took := elapsed.Round(100 * time.Millisecond)
 	var refusal *cluster.Refusal
 	switch {
 	case errors.As(err, &refusal):
+		countAction(op, "refused", elapsed)
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, refusedReasons[op], op, "%v", err)
 		return reconcile.Result{RequeueAfter: refusedInterval}, nil
 	case err != nil:
+		countAction(op, "error", elapsed)
 		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonLifecycleError, op, "cluster %s failed after %s: %v", op, took, err)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	case !res.Changed:
+		countAction(op, "unchanged", elapsed)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
+	countAction(op, "changed", elapsed)
 	st := res.Status
 	switch op {
 	case "init":

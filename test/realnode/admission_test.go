@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/valkey-webhook/valkey-webhook/test/framework"
 )
 
 var _ = Describe("the in-cluster webhook", func() {
@@ -133,6 +135,25 @@ var _ = Describe("the in-cluster webhook", func() {
 		AddReportEntry("admission requests during the webhook's roll", fmt.Sprintf("%d sent, %d failed", sent.Load(), failed.Load()))
 	})
 })
+
+// webhookMetric sums metric name (with labels, each `name="value"`) over every
+// running valkey-webhook pod's /metrics, read through the API server's proxy:
+// the lifecycle metrics are the leader's, the admission ones each replica's.
+func webhookMetric(ctx context.Context, name string, labels ...string) float64 {
+	GinkgoHelper()
+	var sum float64
+	for _, pod := range webhookPodNames(ctx) {
+		// 8080: the --metrics-bind-address generate install gives serve.
+		out, _, err := run(ctx, "", "get", "--raw", fmt.Sprintf("/api/v1/namespaces/%s/pods/%s:8080/proxy/metrics", webhookNS, pod))
+		if err != nil {
+			continue // a pod stopping meanwhile: its counts are gone with it
+		}
+		v, err := framework.MetricSum(out, name, labels...)
+		Expect(err).NotTo(HaveOccurred())
+		sum += v
+	}
+	return sum
+}
 
 // webhookPodNames are the running, not deleted valkey-webhook pods.
 func webhookPodNames(ctx context.Context) []string {

@@ -36,6 +36,14 @@ var _ = Describe("examples/minimal-statefulset.yaml applied with kubectl", Order
 		c.expectEvent(ctx, controller.ReasonClusterFormed)
 		c.writeKeys(ctx)
 		c.readKeys(ctx)
+
+		By("the in-cluster webhook's /metrics count the StatefulSet's admission, the init and the cluster ok")
+		Expect(webhookMetric(ctx, "valkey_webhook_admission_requests_total", `webhook="mutate"`, `operation="CREATE"`, `verdict="patched"`)).To(BeNumerically(">=", 1))
+		Expect(webhookMetric(ctx, "valkey_webhook_lifecycle_actions_total", `action="init"`, `result="changed"`)).To(BeNumerically(">=", 1))
+		Expect(webhookMetric(ctx, "valkey_webhook_lifecycle_action_duration_seconds_count", `action="init"`)).To(BeNumerically(">=", 1))
+		Eventually(func() float64 {
+			return webhookMetric(ctx, "valkey_webhook_clusters", `state="ok"`)
+		}).WithContext(ctx).WithTimeout(settle).WithPolling(2*time.Second).Should(BeNumerically(">=", 1))
 	})
 
 	It("runs each pod as the hardened template says, every probe run by the kubelet", func(ctx SpecContext) {

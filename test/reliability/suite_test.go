@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -144,22 +143,8 @@ func (s *server) metric(name string, labels ...string) float64 {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	Expect(err).NotTo(HaveOccurred())
-	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
-		Expect(err).NotTo(HaveOccurred(), line)
-		sum += v
-	}
+	sum, err := framework.MetricSum(string(body), name, labels...)
+	Expect(err).NotTo(HaveOccurred())
 	return sum
 }
 
