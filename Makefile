@@ -26,7 +26,7 @@ FUZZTARGETS ?= ./webhook:FuzzAdmissionHandler ./webhook:FuzzHarden ./config:Fuzz
 # to go test's default 10, and more on a loaded machine.
 GOTESTFLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: all build test test-host unit verify vulncheck envtest-assets golden fuzz fuzz-short demo clean node-up node-down
+.PHONY: all build deps test test-host unit verify vulncheck envtest-assets golden fuzz fuzz-short demo clean node-up node-down
 
 all: verify build test
 
@@ -38,18 +38,18 @@ build:
 ## what it tests runs in the pods, built without it. Run beside each other, test/matrix's
 ## scale-down spec overran its waits (docs/real-node.md). The node's binaries are
 ## built meanwhile, in the background at the lowest CPU priority.
-test:
+test: deps
 	@GO='$(GO)' MAKE='$(MAKE)' hack/test.sh
 
 ## test-host: verify and vulncheck, then every test but the real node's: unit,
 ## envtest, real Valkey, each fuzz target for FUZZSHORT (fuzz-short).
-test-host: verify vulncheck
+test-host: deps verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUBE_SCORE="$$(hack/kube-score.sh)" $(GO) test $(GOTESTFLAGS) ./...
 	@each='$(FUZZSHORT)'; $(fuzz_each)
 
 ## realnode: only the real-node suite (make node-up's node, started and removed by it).
 .PHONY: realnode
-realnode:
+realnode: deps
 	@hack/node/build.sh > /dev/null
 	$(GO) test -tags realnode -count=1 -timeout 50m -v ./test/realnode
 
@@ -75,18 +75,23 @@ vulncheck:
 ## demo: the real node (make node-up), valkey-webhook installed in-cluster, the minimal
 ## example formed into a cluster, a key read back, an unsafe spec denied; stays up
 ## until Ctrl-C, which removes the node. Root and Linux.
-demo:
+demo: deps
 	$(GO) run ./hack/demo
 
 ## node-up: a real single-node Kubernetes on this machine (root, Linux): prints an
 ## `image ROLE=REF` line per locally built image and, last, an admin kubeconfig's path.
 ## node-down: stops it and removes everything it created. Both idempotent;
 ## docs/real-node.md says what runs and how.
-node-up:
+node-up: deps
 	@hack/node/up.sh
 
 node-down:
 	@hack/node/down.sh
+
+## deps: the Debian packages the tests and the real node need (hack/deps.sh):
+## installed when missing, as root on Debian; otherwise it says what to install.
+deps:
+	@hack/deps.sh
 
 ## envtest-assets: build kube-apiserver, etcd and kube-controller-manager; print their directory.
 envtest-assets:
