@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -38,6 +40,9 @@ const (
 	ReasonInitRefused    = "ClusterInitRefused"
 	ReasonHealRefused    = "ClusterHealRefused"
 	ReasonLifecycleError = "ClusterLifecycleFailed"
+	// ReasonClusterState: the cluster's state changed (observeState), as the
+	// gauge valkey_webhook_clusters counts it.
+	ReasonClusterState = "ClusterStateChanged"
 	// ReasonCertificateReloaded: nodes loaded the TLS Secret's renewed
 	// certificate in place, without a restart.
 	ReasonCertificateReloaded = "CertificateReloaded"
@@ -120,7 +125,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if waiting != "" {
 		logger.V(1).Info("waiting for the pods", "reason", waiting)
-		r.states.set(req.NamespacedName, "pending")
+		r.observeState(sts, "pending", waiting, nil)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 	opts, waiting, err := podcluster.Options(ctx, r.APIReader, sts, &p, r.Timeout)
@@ -129,7 +134,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if waiting != "" {
 		logger.Info("waiting for a Secret", "reason", waiting)
-		r.states.set(req.NamespacedName, "pending")
+		r.observeState(sts, "pending", waiting, nil)
 		return reconcile.Result{RequeueAfter: waitInterval}, nil
 	}
 
@@ -140,7 +145,7 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, err
 	}
 	next, why := nextStep(report)
-	r.states.set(req.NamespacedName, stepStates[next])
+	r.observeState(sts, stepStates[next], why, &report)
 	logger.V(1).Info("cluster status", "state", report.State, "slots", report.SlotsCovered, "next", next.String(), "why", why)
 	switch next {
 	case stepNone:
@@ -190,6 +195,43 @@ func (r *LifecycleReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	default:
 		return r.act(ctx, sts, "heal", why, func() (cluster.Result, error) { return cluster.Heal(ctx, nodes, opts) })
 	}
+}
+
+// observeState records the cluster's state for valkey_webhook_clusters and, when
+// it changed since the last look, says so in an Event on the StatefulSet, where
+// kubectl describe shows it: from what, to what, why, and the nodes' counts. The
+// first look since this replica leads has nothing to compare with and is not
+// an Event.
+func (r *LifecycleReconciler) observeState(sts *appsv1.StatefulSet, state, why string, report *cluster.Report) {
+	was, known := r.states.set(client.ObjectKeyFromObject(sts), state)
+	if !known || was == state {
+		return
+	}
+	kind := corev1.EventTypeNormal
+	if state == "not_ok" || state == "healing" {
+		kind = corev1.EventTypeWarning
+	}
+	msg := fmt.Sprintf("cluster %s -> %s: %s", was, state, why)
+	if report != nil {
+		msg += fmt.Sprintf("; %d masters, %d replicas, %d of %d slots served", report.Masters, report.Replicas, report.SlotsCovered, cluster.SlotCount)
+	}
+	r.Recorder.Eventf(sts, nil, kind, ReasonClusterState, "Observe", "%s", eventNote(msg))
+}
+
+// maxNote is the longest note the API server accepts in an Event.
+const maxNote = 1024
+
+// eventNote cuts msg to maxNote bytes, at a character, ending in "...": a why
+// that lists many unreachable nodes would otherwise make the Event refused.
+func eventNote(msg string) string {
+	if len(msg) <= maxNote {
+		return msg
+	}
+	cut := maxNote - len("...")
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "..."
 }
 
 // refusedReasons are the Event reasons of a refused operation.

@@ -50,21 +50,23 @@ type stateTracker struct {
 	states map[types.NamespacedName]string
 }
 
-// set records a cluster's state.
-func (t *stateTracker) set(key types.NamespacedName, state string) {
+// set records a cluster's state, and returns the state before and whether
+// there was one (false: the first look since this replica leads).
+func (t *stateTracker) set(key types.NamespacedName, state string) (was string, known bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.states == nil {
 		t.states = map[types.NamespacedName]string{}
 	}
-	if was, ok := t.states[key]; ok {
+	if was, known = t.states[key]; known {
 		if was == state {
-			return
+			return was, true
 		}
 		clustersByState.WithLabelValues(was).Dec()
 	}
 	t.states[key] = state
 	clustersByState.WithLabelValues(state).Inc()
+	return was, known
 }
 
 // forget drops a cluster that is gone or no longer labeled.
