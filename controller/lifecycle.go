@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -215,23 +214,7 @@ func (r *LifecycleReconciler) observeState(sts *appsv1.StatefulSet, state, why s
 	if report != nil {
 		msg += fmt.Sprintf("; %d masters, %d replicas, %d of %d slots served", report.Masters, report.Replicas, report.SlotsCovered, cluster.SlotCount)
 	}
-	r.Recorder.Eventf(sts, nil, kind, ReasonClusterState, "Observe", "%s", eventNote(msg))
-}
-
-// maxNote is the longest note the API server accepts in an Event.
-const maxNote = 1024
-
-// eventNote cuts msg to maxNote bytes, at a character, ending in "...": a why
-// that lists many unreachable nodes would otherwise make the Event refused.
-func eventNote(msg string) string {
-	if len(msg) <= maxNote {
-		return msg
-	}
-	cut := maxNote - len("...")
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + "..."
+	r.Recorder.Eventf(sts, nil, kind, ReasonClusterState, "Observe", "%s", msg)
 }
 
 // refusedReasons are the Event reasons of a refused operation.

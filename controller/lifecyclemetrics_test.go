@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -43,21 +42,6 @@ func TestStateTracker(t *testing.T) {
 		s.do()
 		if diff := cmp.Diff(s.want, gauge()); diff != "" {
 			t.Errorf("after step %d (-want +got):\n%s", i, diff)
-		}
-	}
-}
-
-func TestEventNote(t *testing.T) {
-	long := strings.Repeat("é", 600) // 1200 bytes
-	tests := []struct{ in, want string }{
-		{"cluster ok -> not_ok", "cluster ok -> not_ok"},
-		{strings.Repeat("a", 1024), strings.Repeat("a", 1024)},
-		{strings.Repeat("a", 1025), strings.Repeat("a", 1021) + "..."},
-		{long, strings.Repeat("é", 510) + "..."},
-	}
-	for _, tc := range tests {
-		if got := eventNote(tc.in); got != tc.want || len(got) > maxNote {
-			t.Errorf("eventNote(%d bytes) = %d bytes %q..., want %d bytes", len(tc.in), len(got), got[:min(20, len(got))], len(tc.want))
 		}
 	}
 }

@@ -161,7 +161,7 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 	companions := &controller.CompanionReconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
-		Recorder:    mgr.GetEventRecorder("valkey-webhook"),
+		Recorder:    controller.CappedRecorder{EventRecorder: mgr.GetEventRecorder("valkey-webhook")},
 		Policy:      p,
 		CertManager: certManager,
 	}
@@ -175,7 +175,7 @@ func serve(parent context.Context, cfg *rest.Config, s *serveOptions, p config.P
 		lifecycle := &controller.LifecycleReconciler{
 			Client:              mgr.GetClient(),
 			APIReader:           mgr.GetAPIReader(),
-			Recorder:            mgr.GetEventRecorder("valkey-webhook"),
+			Recorder:            controller.CappedRecorder{EventRecorder: mgr.GetEventRecorder("valkey-webhook")},
 			Policy:              p,
 			ControllerNamespace: s.certs.namespace,
 			CertManager:         certManager,
