@@ -3,8 +3,9 @@
 # `make test` is the whole test run (CI runs exactly this): it builds the envtest
 # control plane and the real node's binaries once into a cache outside the checkout
 # (hack/envtest-assets.sh, hack/node/build.sh), checks for vulnerabilities (make
-# vulncheck), runs every unit, golden, fuzz-seed and envtest suite, each fuzz target
-# for FUZZSHORT, then the real-node suite (test/realnode: root and Linux).
+# vulncheck), runs every unit, golden, fuzz-seed and envtest suite, then the
+# real-node suite (test/realnode: root and Linux) with each fuzz target for
+# FUZZSHORT beside it (hack/test.sh).
 
 # The Go toolchain of every build and test: go1.27.3, which the machine's Go
 # fetches from the module proxy the first time. The machine's go1.26.8 has
@@ -33,19 +34,19 @@ all: verify build test
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/valkey-webhook ./cmd/valkey-webhook
 
-## test: make test-host, then the real-node suite (hack/test.sh). The real-node
-## suite runs alone, after the others (its pods share the 2 cores), without -race:
-## what it tests runs in the pods, built without it. Run beside each other, test/matrix's
-## scale-down spec overran its waits (docs/real-node.md). The node's binaries are
-## built meanwhile, in the background at the lowest CPU priority.
+## test: make test-host, then the real-node suite, and make fuzz-short beside it
+## (hack/test.sh). The real-node suite runs after the other tests (its pods share
+## the 2 cores), without -race: what it tests runs in the pods, built without it.
+## Run beside each other, test/matrix's scale-down spec overran its waits
+## (docs/real-node.md). The node's binaries are built meanwhile, and the fuzzing
+## runs beside the suite, both in the background at the lowest CPU priority.
 test: deps
 	@GO='$(GO)' MAKE='$(MAKE)' hack/test.sh
 
 ## test-host: verify and vulncheck, then every test but the real node's: unit,
-## envtest, real Valkey, each fuzz target for FUZZSHORT (fuzz-short).
+## golden, fuzz seeds, envtest, real Valkey.
 test-host: deps verify vulncheck
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUBE_SCORE="$$(hack/kube-score.sh)" $(GO) test $(GOTESTFLAGS) ./...
-	@each='$(FUZZSHORT)'; $(fuzz_each)
 
 ## realnode: only the real-node suite (make node-up's node, started and removed by it).
 .PHONY: realnode
