@@ -47,7 +47,7 @@ var _ = Describe("examples/minimal-statefulset.yaml applied with kubectl", Order
 		Expect(webhookMetric(ctx, "valkey_webhook_lifecycle_action_duration_seconds_count", `action="init"`)).To(BeNumerically(">=", 1))
 		Eventually(func() float64 {
 			return webhookMetric(ctx, "valkey_webhook_clusters", `state="ok"`)
-		}).WithContext(ctx).WithTimeout(settle).WithPolling(2*time.Second).Should(BeNumerically(">=", 1))
+		}).WithContext(ctx).WithTimeout(settle).WithPolling(2 * time.Second).Should(BeNumerically(">=", 1))
 	})
 
 	It("runs each pod as the hardened template says, every probe run by the kubelet", func(ctx SpecContext) {
