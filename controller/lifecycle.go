@@ -39,9 +39,18 @@ const (
 	ReasonInitRefused    = "ClusterInitRefused"
 	ReasonHealRefused    = "ClusterHealRefused"
 	ReasonLifecycleError = "ClusterLifecycleFailed"
-	// ReasonClusterState: the cluster's state changed (observeState), as the
-	// gauge valkey_webhook_clusters counts it.
-	ReasonClusterState = "ClusterStateChanged"
+	// ReasonClusterOK and the reasons after it: the cluster's state changed to
+	// that one (observeState), as the gauge valkey_webhook_clusters counts it.
+	// A reason per state, since the Events API folds an Event of the same
+	// object, reason and action within minutes into the first one's series,
+	// note and all: one reason for every change would show only the first.
+	ReasonClusterOK         = "ClusterOK"
+	ReasonClusterNotOK      = "ClusterNotOK"
+	ReasonClusterPending    = "ClusterPending"
+	ReasonClusterForming    = "ClusterForming"
+	ReasonClusterHealing    = "ClusterHealing"
+	ReasonClusterJoining    = "ClusterJoining"
+	ReasonClusterForgetting = "ClusterForgetting"
 	// ReasonCertificateReloaded: nodes loaded the TLS Secret's renewed
 	// certificate in place, without a restart.
 	ReasonCertificateReloaded = "CertificateReloaded"
@@ -214,7 +223,13 @@ func (r *LifecycleReconciler) observeState(sts *appsv1.StatefulSet, state, why s
 	if report != nil {
 		msg += fmt.Sprintf("; %d masters, %d replicas, %d of %d slots served", report.Masters, report.Replicas, report.SlotsCovered, cluster.SlotCount)
 	}
-	r.Recorder.Eventf(sts, nil, kind, ReasonClusterState, "Observe", "%s", msg)
+	r.Recorder.Eventf(sts, nil, kind, stateReasons[state], "Observe", "%s", msg)
+}
+
+// stateReasons are the Event reasons of the states of clusterStates.
+var stateReasons = map[string]string{
+	"ok": ReasonClusterOK, "not_ok": ReasonClusterNotOK, "pending": ReasonClusterPending, "forming": ReasonClusterForming,
+	"healing": ReasonClusterHealing, "joining": ReasonClusterJoining, "forgetting": ReasonClusterForgetting,
 }
 
 // refusedReasons are the Event reasons of a refused operation.

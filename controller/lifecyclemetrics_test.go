@@ -45,3 +45,21 @@ func TestStateTracker(t *testing.T) {
 		}
 	}
 }
+
+// TestStateReasons: every state the gauge counts has its own Event reason.
+func TestStateReasons(t *testing.T) {
+	seen := map[string]string{}
+	for _, s := range clusterStates {
+		reason, ok := stateReasons[s]
+		if !ok || reason == "" {
+			t.Errorf("state %s has no Event reason", s)
+		}
+		if other, dup := seen[reason]; dup {
+			t.Errorf("states %s and %s share the reason %s", other, s, reason)
+		}
+		seen[reason] = s
+	}
+	if len(stateReasons) != len(clusterStates) {
+		t.Errorf("%d reasons for %d states", len(stateReasons), len(clusterStates))
+	}
+}

@@ -39,7 +39,7 @@ var _ = Describe("examples/minimal-statefulset.yaml applied with kubectl", Order
 
 		By("kubectl describe shows the cluster's state: an Event for each change, the last into ok")
 		Eventually(func() ([]string, error) { return c.events(ctx) }).WithContext(ctx).WithTimeout(settle).
-			Should(ContainElement(MatchRegexp(`^%s: cluster [a-z_]+ -> ok: .*; 3 masters, 3 replicas, 16384 of 16384 slots served$`, controller.ReasonClusterState)))
+			Should(ContainElement(MatchRegexp(`^%s: cluster [a-z_]+ -> ok: .*; 3 masters, 3 replicas, 16384 of 16384 slots served$`, controller.ReasonClusterOK)))
 
 		By("the in-cluster webhook's /metrics count the StatefulSet's admission, the init and the cluster ok")
 		Expect(webhookMetric(ctx, "valkey_webhook_admission_requests_total", `webhook="mutate"`, `operation="CREATE"`, `verdict="patched"`)).To(BeNumerically(">=", 1))
