@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,11 +162,9 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 		})
 		By("each cluster's RollingPods Event names the key")
 		Eventually(func(g Gomega) {
-			list := &eventsv1.EventList{}
-			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 			named := map[string]bool{}
-			for _, e := range list.Items {
-				if e.Reason == "RollingPods" && strings.Contains(e.Note, "what the policy keys startupProbe.periodSeconds inject") {
+			for _, e := range eventsWithReason(ctx, g, ns, "RollingPods") {
+				if strings.Contains(e.Note, "what the policy keys startupProbe.periodSeconds inject") {
 					named[e.Regarding.Name] = true
 				}
 			}
@@ -191,12 +190,10 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(100 * time.Millisecond).Should(BeTrue())
 
 		By(first + " rolls and never gets healthy: a RolloutStalled Event, and no other cluster starts")
-		Eventually(func() []string {
-			list := &eventsv1.EventList{}
-			Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+		Eventually(func(g Gomega) []string {
 			var out []string
-			for _, e := range list.Items {
-				if e.Regarding.Name == first && e.Reason == "RolloutStalled" {
+			for _, e := range eventsWithReason(ctx, g, ns, "RolloutStalled") {
+				if e.Regarding.Name == first {
 					out = append(out, e.Note)
 				}
 			}
@@ -272,12 +269,7 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 		const command = "kubectl annotate statefulset -n " + ns + " %s valkey-webhook.io/rollout-go="
 		gos := map[string]string{}
 		Eventually(func(g Gomega) {
-			list := &eventsv1.EventList{}
-			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
-			for _, e := range list.Items {
-				if e.Reason != "RolloutAwaitingGo" {
-					continue
-				}
+			for _, e := range eventsWithReason(ctx, g, ns, "RolloutAwaitingGo") {
 				_, rest, ok := strings.Cut(e.Note, fmt.Sprintf(command, e.Regarding.Name))
 				g.Expect(ok).To(BeTrue(), "the Event gives the command: %s", e.Note)
 				gos[e.Regarding.Name], _, _ = strings.Cut(rest, " ")
@@ -318,16 +310,12 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 
 		By("each cluster gets one RolloutNeedsRestart Event with the way, and keeps its settings and its template")
 		Eventually(func(g Gomega) {
-			list := &eventsv1.EventList{}
-			g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
 			held := map[string]int{}
-			for _, e := range list.Items {
-				if e.Reason == "RolloutNeedsRestart" {
-					g.Expect(e.Type).To(Equal(corev1.EventTypeWarning))
-					g.Expect(e.Note).To(ContainSubstring("the policy turns TLS on while the pods run"))
-					g.Expect(e.Note).To(ContainSubstring(`kubectl patch statefulset -n ` + ns + ` ` + e.Regarding.Name + ` --type merge -p '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}'`))
-					held[e.Regarding.Name]++
-				}
+			for _, e := range eventsWithReason(ctx, g, ns, "RolloutNeedsRestart") {
+				g.Expect(e.Type).To(Equal(corev1.EventTypeWarning))
+				g.Expect(e.Note).To(ContainSubstring("the policy turns TLS on while the pods run"))
+				g.Expect(e.Note).To(ContainSubstring(`kubectl patch statefulset -n ` + ns + ` ` + e.Regarding.Name + ` --type merge -p '{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}'`))
+				held[e.Regarding.Name]++
 			}
 			g.Expect(held).To(HaveLen(len(names)))
 		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(250 * time.Millisecond).Should(Succeed())
@@ -353,3 +341,10 @@ var _ = Describe("A policy edit under running clusters rolls them one at a time"
 		}
 	}, SpecTimeout(3*time.Minute))
 })
+
+// eventsWithReason are the Events of namespace ns with reason.
+func eventsWithReason(ctx context.Context, g Gomega, ns, reason string) []eventsv1.Event {
+	list := &eventsv1.EventList{}
+	g.Expect(k8s.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+	return slices.DeleteFunc(list.Items, func(e eventsv1.Event) bool { return e.Reason != reason })
+}
